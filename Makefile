@@ -1,0 +1,57 @@
+# gpuforge: the two commands are `make lab-site` (the main job) and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
+LAB_HOSTS ?= 3
+LAB_GPU_HOSTS ?= 1
+
+.PHONY: help bootstrap lab-site lab-up lab-down test unit lint syntax molecule lab-tests image bench clean
+
+help:
+	@echo "make lab-site   install, start the lab, converge site.yml against it, print a summary"
+	@echo "make test       unit tests, lint, syntax checks, Molecule scenarios, lab tests"
+	@echo "make bench      time site.yml on 3 and 12 lab hosts (writes artifacts/bench.json)"
+
+bootstrap:
+	@bash scripts/bootstrap.sh
+
+image: bootstrap
+	gpuforge lab image
+
+lab-up: bootstrap
+	gpuforge lab up --hosts $(LAB_HOSTS) --gpu-hosts $(LAB_GPU_HOSTS)
+
+lab-down: bootstrap
+	gpuforge lab down
+
+# The main job: everything from a bare Debian machine to a converged lab.
+lab-site: lab-up
+	gpuforge run site.yml -i inventories/lab --summary artifacts/site-summary.json --junit artifacts/site-junit.xml
+
+test: bootstrap unit lint syntax molecule lab-tests
+
+unit:
+	pytest -q tests/unit
+
+lint:
+	yamllint --strict .
+	ansible-lint --profile production
+
+syntax:
+	@for p in $(PLAYBOOKS); do echo "syntax-check $$p"; ansible-playbook --syntax-check -i inventories/lab "$$p" || exit 1; done
+
+molecule: image
+	pytest -v tests/molecule
+
+lab-tests: image
+	pytest -v tests/lab
+
+bench: image
+	python scripts/benchmark.py --sizes 3 12 --runs 3 --output artifacts/bench.json
+
+clean:
+	-gpuforge lab down
+	rm -rf artifacts

@@ -1,0 +1,79 @@
+"""Runs every Molecule scenario under molecule/ as a gate.
+
+`molecule test` runs converge, idempotence and verify, but its `check` step does
+not fail when check mode reports changes. This driver runs the steps one by one
+and asserts, per scenario:
+
+* converge succeeds,
+* idempotence: the second converge reports changed=0 (Molecule's own gate),
+* check mode (`--check --diff` after converge) succeeds and reports changed=0,
+* the Testinfra verifier passes,
+* destroy always runs.
+
+Select scenarios with MOLECULE_SCENARIOS="a b" (default: all of them).
+"""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
+SELECTED = os.environ.get("MOLECULE_SCENARIOS", "").split() or SCENARIOS
+RECAP = re.compile(r"^\s*\S*?\s*([\w.-]+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def molecule(step, scenario):
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", PY_COLORS="0", NO_COLOR="1")
+    proc = subprocess.run(
+        ["molecule", step, "-s", scenario],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    out = ANSI.sub("", proc.stdout + proc.stderr)
+    return proc.returncode, out
+
+
+def recap(output):
+    """Host recap lines of the last play recap in `output`: {host: changed}."""
+    hosts = {}
+    for line in output.splitlines():
+        line = line.replace("│", " ")
+        m = RECAP.match(line)
+        if m and m.group(1) != "localhost":
+            hosts[m.group(1)] = int(m.group(3))
+    return hosts
+
+
+@pytest.mark.lab
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s in SELECTED])
+def test_scenario(scenario):
+    try:
+        for step in ("destroy", "create", "converge"):
+            rc, out = molecule(step, scenario)
+            assert rc == 0, f"molecule {step} failed for {scenario}:\n{out[-6000:]}"
+
+        rc, out = molecule("idempotence", scenario)
+        assert rc == 0, f"{scenario}: second converge changed something:\n{out[-6000:]}"
+
+        rc, out = molecule("check", scenario)
+        assert rc == 0, f"{scenario}: check mode failed:\n{out[-6000:]}"
+        changed = recap(out)
+        assert changed, f"{scenario}: no play recap found in check-mode output:\n{out[-3000:]}"
+        assert all(v == 0 for v in changed.values()), (
+            f"{scenario}: check mode reports changes {changed}:\n{out[-6000:]}"
+        )
+
+        rc, out = molecule("verify", scenario)
+        assert rc == 0, f"{scenario}: verifier failed:\n{out[-6000:]}"
+        assert re.search(r"\d+ passed", out), f"{scenario}: verifier ran no test:\n{out[-3000:]}"
+        assert not re.search(r"\d+ (failed|skipped)", out), f"{scenario}: verifier skipped or failed tests"
+    finally:
+        molecule("destroy", scenario)
