@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="session")
 def lab_factory():
     if not shutil.which("podman"):
-        pytest.skip("podman is not installed (scripts/bootstrap.sh installs it)")
+        pytest.fail("podman is not installed: run scripts/bootstrap.sh (the lab tests need real hosts)")
     workdirs = {}
 
     def factory(name, hosts=2, gpu_hosts=1, control_planes=1):
