@@ -442,16 +442,21 @@ def _name_checks(hosts):
                    "must be lowercase letters, digits, '-' and '.'" % (name, " and ".join(reasons) or "is malformed")
         records.append(record(host, "node_name", "inventory_hostname", name, "DNS-1123 subdomain", valid, text))
         seen.setdefault(name.lower(), []).append(name)
-    for lowered, names in seen.items():
-        if len(names) > 1:
-            for name in names:
-                others = [n for n in names if n != name]
-                records.append(record(
-                    name, "node_name_unique", "inventory_hostname", name, "unique", False,
-                    "node name %s is the same as %s when case is ignored; node names must be unique" % (
-                        name, ", ".join(others)),
-                ))
+    for names in seen.values():
+        for name, others in _sharing(names):
+            records.append(record(
+                name, "node_name_unique", "inventory_hostname", name, "unique", False,
+                "node name %s is the same as %s when case is ignored; node names must be unique" % (
+                    name, ", ".join(others)),
+            ))
     return records
+
+
+def _sharing(names):
+    """(name, the other names) for each name of a group that holds more than one."""
+    if len(names) < 2:
+        return []
+    return [(name, [n for n in names if n != name]) for name in names]
 
 
 def _address_checks(hosts, hostvars):
@@ -478,13 +483,11 @@ def _address_checks(hosts, hostvars):
                     shown, ", ".join(others)),
             ))
     for node_ip, names in by_node_ip.items():
-        if len(names) > 1:
-            for host in names:
-                others = [n for n in names if n != host]
-                records.append(record(
-                    host, "node_ip_unique", "gpuforge_node_ip", node_ip, "unique", False,
-                    "gpuforge_node_ip %s is also set for %s; every node needs its own IP" % (node_ip, ", ".join(others)),
-                ))
+        for host, others in _sharing(names):
+            records.append(record(
+                host, "node_ip_unique", "gpuforge_node_ip", node_ip, "unique", False,
+                "gpuforge_node_ip %s is also set for %s; every node needs its own IP" % (node_ip, ", ".join(others)),
+            ))
     return records
 
 
