@@ -40,6 +40,12 @@ LABEL = "gpuforge.lab"
 # workers, and gpu_workers (a child of workers)
 ROLES = {"cp": "cp", "worker": "w", "gpu": "gpu"}
 DEFAULT_INVENTORY = Path("inventories/lab/hosts.yml")
+# Lab GPU hosts have no GPU: each one carries a real `nvidia-smi -q -x` capture from
+# shared/fixtures/nvidia-smi (read-only, at SIMULATED_SMI_XML), which the GPU facts module
+# reads instead of running nvidia-smi (inventories/lab/group_vars/gpu_workers.yml).
+# gpu1, gpu2, gpu3, gpu4... cycle through these cards.
+GPU_FIXTURES = ("telegraf__a100-sxm4-v12.xml", "telegraf__tesla-t4.xml", "telegraf__a10g.xml")
+SIMULATED_SMI_XML = "/var/lib/gpuforge/simulated/nvidia-smi.xml"
 
 
 class LabError(RuntimeError):
@@ -196,6 +202,21 @@ def plan(name="lab", hosts=3, gpu_hosts=1, control_planes=1):
     return [(f"gf-{name}-{prefix}{i}", role) for role, prefix in ROLES.items() for i in range(1, counts[role] + 1)]
 
 
+def gpu_fixture(cname):
+    """The capture a lab GPU host `gf-<lab>-gpuN` carries: (file name, path on this machine)."""
+    from gpuforge.shared import SharedDirNotFound, nvidia_smi_fixtures
+
+    index = int(re.search(r"(\d+)$", cname).group(1)) - 1
+    fname = GPU_FIXTURES[index % len(GPU_FIXTURES)]
+    try:
+        path = nvidia_smi_fixtures() / fname
+    except SharedDirNotFound as exc:
+        raise LabError(f"lab GPU host {cname} needs a real nvidia-smi capture: {exc}") from exc
+    if not path.is_file():
+        raise LabError(f"lab GPU host {cname}: capture {path} is missing")
+    return fname, path
+
+
 def _lab_containers(name=None):
     label = LABEL if name is None else f"{LABEL}={name}"
     ids = podman("ps", "-a", "-q", "--no-trunc", "--filter", f"label={label}").split()
@@ -294,8 +315,10 @@ def up(name="lab", hosts=3, gpu_hosts=1, control_planes=1, inventory=DEFAULT_INV
     removed, reused = [], {}
     for info in _lab_containers(name):
         cname = info["Name"].lstrip("/")
+        labels = info["Config"].get("Labels") or {}
         keep = (cname in roles and info["State"]["Status"] == "running" and info["Image"] == image_id
-                and (info["Config"].get("Labels") or {}).get("gpuforge.role") == roles[cname]
+                and labels.get("gpuforge.role") == roles[cname]
+                and labels.get("gpuforge.gpu_fixture", "") == (gpu_fixture(cname)[0] if roles[cname] == "gpu" else "")
                 and network in ((info.get("NetworkSettings") or {}).get("Networks") or {}))
         if keep:
             reused[cname] = info
@@ -306,9 +329,13 @@ def up(name="lab", hosts=3, gpu_hosts=1, control_planes=1, inventory=DEFAULT_INV
     created = [n for n, _ in wanted if n not in reused]
     for cname in created:
         role = roles[cname]
+        extra = []
+        if role == "gpu":
+            fname, path = gpu_fixture(cname)
+            extra = ["--label", f"gpuforge.gpu_fixture={fname}", "--volume", f"{path}:{SIMULATED_SMI_XML}:ro"]
         podman("run", "-d", "--name", cname, "--hostname", cname, "--network", network,
                "--systemd=always", "--pull=never", "--no-hosts", "--sysctl", "net.ipv4.ip_forward=1",
-               "--label", f"{LABEL}={name}", "--label", f"gpuforge.role={role}",
+               "--label", f"{LABEL}={name}", "--label", f"gpuforge.role={role}", *extra,
                image, "/sbin/init")
     _clear_facts(created)
     _wait_booted([n for n, _ in wanted], boot_timeout)

@@ -63,6 +63,13 @@ def test_hosts_boot_systemd_on_a_dns_network(t_lab):
         assert sh("podman", "exec", name, "cat", "/proc/sys/net/ipv4/ip_forward").stdout.strip() == "1"
         labels = json.loads(sh("podman", "inspect", "--format", "{{json .Config.Labels}}", name).stdout)
         assert labels["gpuforge.lab"] == NAME and labels["gpuforge.role"] == host["role"]
+    # the GPU host carries a real nvidia-smi capture (an A100 80GB with MIG), read-only
+    labels = json.loads(sh("podman", "inspect", "--format", "{{json .Config.Labels}}", GPU).stdout)
+    assert labels["gpuforge.gpu_fixture"] == "telegraf__a100-sxm4-v12.xml"
+    xml = sh("podman", "exec", GPU, "cat", lab.SIMULATED_SMI_XML).stdout
+    assert "<product_name>NVIDIA A100-SXM4-80GB</product_name>" in xml
+    assert sh("podman", "exec", GPU, "sh", "-c", f"echo x >> {lab.SIMULATED_SMI_XML}").returncode != 0
+    assert sh("podman", "exec", CP, "test", "-e", lab.SIMULATED_SMI_XML).returncode == 1
     resolved = sh("podman", "exec", GPU, "getent", "hosts", CP).stdout.split()
     assert resolved and resolved[0] == t_lab["hosts"][0]["ip"]
 
