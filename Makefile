@@ -8,18 +8,21 @@ PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 LAB_HOSTS ?= 3
 LAB_GPU_HOSTS ?= 1
 
-.PHONY: help bootstrap lab-site lab-up lab-down test unit lint syntax molecule lab-tests image bench clean
+.PHONY: help bootstrap lab-site lab-up lab-down test unit lint syntax molecule lab-tests image bench gpu-check clean
 
 help:
 	@echo "make lab-site   install, start the lab, converge site.yml against it, print a summary"
 	@echo "make test       unit tests, lint, syntax checks, Molecule scenarios, lab tests"
 	@echo "make bench      time site.yml on 3 and 12 lab hosts (writes artifacts/bench.json)"
+	@echo "make gpu-check  on a real GPU host: GPU facts vs nvidia-smi, driver checks (artifacts/gpu-check.json)"
 
 bootstrap:
 	@bash scripts/bootstrap.sh
 
+# bookworm: every lab host; trixie: the second Debian release some Molecule platforms run.
 image: bootstrap
 	gpuforge lab image
+	gpuforge lab image --release trixie
 
 lab-up: bootstrap
 	gpuforge lab up --hosts $(LAB_HOSTS) --gpu-hosts $(LAB_GPU_HOSTS)
@@ -48,6 +51,10 @@ molecule: image
 
 lab-tests: image
 	pytest -v tests/lab
+
+# On a real GPU host only (not part of `make test`): facts module vs nvidia-smi, driver checks.
+gpu-check:
+	python3 tests/gpu/check_real_gpu.py
 
 bench: image
 	python scripts/benchmark.py --sizes 3 12 --runs 3 --output artifacts/bench.json

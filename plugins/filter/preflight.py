@@ -615,6 +615,7 @@ def preflight_host_checks(facts, host, params=None):
     checks.extend(_clock_check(facts, host, params, caps))
     checks.extend(_python_check(facts, host, params))
     checks.extend(_node_ip_check(facts, host, params))
+    checks.extend(_gpu_checks(host, params))
     return checks
 
 
@@ -867,6 +868,57 @@ def _node_ip_check(facts, host, params):
                        "host has no default IPv4 address and gpuforge_node_ip is not set; set gpuforge_node_ip")]
     return [record(host, "node_ip", "gpuforge_node_ip", node_ip, "an IP address", True,
                    "node IP %s (default IPv4 address; gpuforge_node_ip is not set)" % node_ip)]
+
+
+def _gpu_checks(host, params):
+    """GPU checks, when params has ``gpu`` (the result of nvidia_gpu_facts, or its failure).
+
+    params: gpu ({ansible_facts: {nvidia: ...}} or {failed, msg}), is_gpu_worker, and the
+    driver the nvidia_driver role would install: nvidia_driver_branch, nvidia_driver_version,
+    nvidia_driver_kernel_modules. The driver must suit every GPU of the host (the same
+    rules the role applies, before anything is installed anywhere).
+    """
+    if "gpu" not in params:
+        return []
+    result = params.get("gpu") or {}
+    if not isinstance(result, Mapping):
+        raise AnsibleFilterError("preflight_host_checks: gpu of %s must be a dict" % host)
+    nvidia = (result.get("ansible_facts") or {}).get("nvidia")
+    if nvidia is None:
+        reason = (str(result.get("msg") or "no facts were returned").strip().splitlines() or ["?"])[0]
+        variable = "gpuforge_gpu_simulated_smi_xml" if "simulated_smi_xml" in reason else "nvidia"
+        return [record(host, "gpu_facts", variable, None, "GPU facts", False,
+                       "the NVIDIA GPU facts could not be gathered: %s" % reason)]
+    if not nvidia.get("present"):
+        if params.get("is_gpu_worker"):
+            return [record(host, "gpu_present", "gpu_workers", False, True, False,
+                           "host is in group gpu_workers but has no NVIDIA PCI device; the GPU roles leave it alone",
+                           severity=WARNING)]
+        return []
+    checks = [record(host, "gpu_present", "gpu_workers", True, True, True,
+                     "%d NVIDIA GPU(s): %s" % (nvidia.get("gpu_count") or 0, ", ".join(
+                         sorted(set(str(g.get("name")) for g in nvidia.get("gpus") or []))) or "not described yet"))]
+    version = str(params.get("nvidia_driver_version") or "").strip()
+    branch = str(params.get("nvidia_driver_branch") or "").strip()
+    variable = "nvidia_driver_version" if version else "nvidia_driver_branch"
+    wanted = version or branch
+    if not wanted or not nvidia.get("gpus"):
+        return checks
+    from ansible_collections.gpuforge.cluster.plugins.filter.nvidia_compat import nvidia_driver_check
+
+    modules = params.get("nvidia_driver_kernel_modules") or "proprietary"
+    try:
+        problems = nvidia_driver_check(wanted, list(nvidia["gpus"]), kernel_modules=modules)
+    except AnsibleFilterError as exc:
+        return checks + [record(host, "gpu_driver", variable, wanted, "an NVIDIA driver branch or version", False,
+                                "%s %r: %s" % (variable, wanted, str(exc).split(": ", 1)[-1]))]
+    ok = not problems
+    checks.append(record(
+        host, "gpu_driver", variable, wanted, "a driver that suits the GPUs", ok,
+        "driver %s (%s kernel modules) suits the GPUs" % (wanted, modules) if ok else
+        "%s %s with %s kernel modules (nvidia_driver_kernel_modules) does not suit the GPUs of this host: %s" % (
+            variable, wanted, modules, "; ".join(problems))))
+    return checks
 
 
 # ---------------------------------------------------------------------------

@@ -686,3 +686,70 @@ def test_inputs_are_not_modified():
     before = copy.deepcopy((groups, hostvars))
     inventory_checks(groups, hostvars)
     assert (groups, hostvars) == before
+
+
+# --- GPU checks (the driver the nvidia_driver role would install, against the GPUs) ---
+
+
+def gpu_result(fixtures_name):
+    """nvidia_gpu_facts' result for a host simulated from a real capture."""
+    from ansible_collections.gpuforge.cluster.plugins.module_utils import nvidia_smi
+    from gpuforge.shared import nvidia_smi_fixtures
+
+    inv = nvidia_smi.parse_smi_xml((nvidia_smi_fixtures() / fixtures_name).read_text())
+    return {"ansible_facts": {"nvidia": dict(inv, present=True, driver_loaded=True)}}
+
+
+A100 = "telegraf__a100-sxm4-v12.xml"
+K80 = "pai__nvidia_smi_out_of_order.xml"
+NO_GPU = {"ansible_facts": {"nvidia": {"present": False, "gpu_count": 0, "gpus": []}}}
+DRIVER = {"nvidia_driver_branch": "535", "nvidia_driver_version": "", "nvidia_driver_kernel_modules": "proprietary"}
+
+
+def test_gpu_host_with_a_suitable_driver():
+    records = host_checks(DEBIAN12_LAB, "gf-lab-gpu1", gpu=gpu_result(A100), is_gpu_worker=True, **DRIVER)
+    assert [r for r in records if not r["ok"]] == []
+    assert one(records, "gpu_present")["message"] == "gf-lab-gpu1: 1 NVIDIA GPU(s): NVIDIA A100-SXM4-80GB"
+    assert one(records, "gpu_driver")["message"] == (
+        "gf-lab-gpu1: driver 535 (proprietary kernel modules) suits the GPUs")
+
+
+def test_driver_too_old_for_the_gpu_is_an_error_naming_the_variable():
+    records = host_checks(DEBIAN12_LAB, "gf-lab-gpu1", gpu=gpu_result(A100), is_gpu_worker=True,
+                          **dict(DRIVER, nvidia_driver_branch="390"))
+    bad = one(errors(records), "gpu_driver")
+    assert bad["variable"] == "nvidia_driver_branch" and bad["value"] == "390"
+    assert bad["message"].startswith("gf-lab-gpu1: nvidia_driver_branch 390 with proprietary kernel modules")
+    assert "NVIDIA A100-SXM4-80GB" in bad["message"] and "450.36.06" in bad["message"]
+
+
+def test_kepler_needs_a_legacy_driver_and_open_modules_need_turing():
+    records = host_checks(DEBIAN12_LAB, "gpu9", gpu=gpu_result(K80), is_gpu_worker=True, **DRIVER)
+    assert "Tesla K80" in one(errors(records), "gpu_driver")["message"]
+    records = host_checks(DEBIAN12_LAB, "gpu9", gpu=gpu_result(K80), is_gpu_worker=True,
+                          **dict(DRIVER, nvidia_driver_branch="470", nvidia_driver_kernel_modules="open"))
+    assert "open kernel modules" in one(errors(records), "gpu_driver")["message"]
+
+
+def test_exact_version_wins_and_a_bad_one_is_named():
+    records = host_checks(DEBIAN12_LAB, "gpu1", gpu=gpu_result(A100), **dict(DRIVER, nvidia_driver_version="banana"))
+    bad = one(errors(records), "gpu_driver")
+    assert bad["variable"] == "nvidia_driver_version"
+    assert bad["message"].startswith("gpu1: nvidia_driver_version 'banana': ")
+
+
+def test_gpu_worker_without_a_device_is_a_warning_and_cpu_hosts_have_no_gpu_check():
+    records = host_checks(DEBIAN12_LAB, "w1", gpu=NO_GPU, is_gpu_worker=True, **DRIVER)
+    warning = one(records, "gpu_present")
+    assert (warning["ok"], warning["severity"]) == (False, "warning")
+    assert "in group gpu_workers but has no NVIDIA PCI device" in warning["message"]
+    assert errors(records) == []
+    assert not [r for r in host_checks(DEBIAN12_LAB, "cp1", gpu=NO_GPU, **DRIVER) if r["check"].startswith("gpu")]
+
+
+def test_gpu_facts_failure_is_reported():
+    failed = {"failed": True, "msg": "simulated_smi_xml: /nope.xml does not exist on this host"}
+    bad = one(errors(host_checks(DEBIAN12_LAB, "gpu1", gpu=failed, **DRIVER)), "gpu_facts")
+    assert bad["variable"] == "gpuforge_gpu_simulated_smi_xml"
+    assert bad["message"] == ("gpu1: the NVIDIA GPU facts could not be gathered: "
+                              "simulated_smi_xml: /nope.xml does not exist on this host")
