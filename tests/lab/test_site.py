@@ -1,0 +1,111 @@
+"""site.yml on a 3-host lab ("t-site": a control plane, a CPU worker and a GPU worker
+carrying a real A100 capture): the whole site converges, a second run changes nothing
+on any host, and a run in check mode (--check --diff) changes nothing either.
+
+The GPU layer touches only the host that has an NVIDIA device: driver packages
+installed and held, nouveau blacklisted, the containerd drop-in in place, node labels
+recorded from the capture. The CPU hosts get none of it.
+"""
+
+import json
+import subprocess
+
+import pytest
+
+from gpuforge import lab
+from gpuforge.runner import run_playbook
+
+pytestmark = pytest.mark.lab
+
+CP, W, GPU = "gf-t-site-cp1", "gf-t-site-w1", "gf-t-site-gpu1"
+DRIVER_FACT = "/etc/ansible/facts.d/gpuforge_nvidia_driver.fact"
+TOOLKIT_FACT = "/etc/ansible/facts.d/gpuforge_nvidia_container_toolkit.fact"
+GPU_FILES = (DRIVER_FACT, TOOLKIT_FACT, "/etc/modprobe.d/gpuforge-blacklist-nouveau.conf",
+             "/etc/apt/preferences.d/gpuforge-nvidia-driver.pref")
+
+
+def sh(host, *cmd):
+    return subprocess.run(["podman", "exec", host, *cmd], capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def runs(lab_factory, tmp_path_factory):
+    t_site = lab_factory("t-site", hosts=3, gpu_hosts=1)
+    out = tmp_path_factory.mktemp("site")
+    first = run_playbook("site.yml", t_site["inventory"], artifacts_dir=out / "first")
+    second = run_playbook("site.yml", t_site["inventory"], artifacts_dir=out / "second") if first.ok else None
+    check = (run_playbook("site.yml", t_site["inventory"], artifacts_dir=out / "check", check=True, diff=True)
+             if first.ok else None)
+    return {"first": first, "second": second, "check": check}
+
+
+def failures(summary):
+    return {h: d["failed_tasks"] for h, d in summary.hosts.items() if d["failed_tasks"]}
+
+
+def test_site_converges(runs):
+    first = runs["first"]
+    assert first.ok, failures(first)
+    assert sorted(first.hosts) == sorted([CP, W, GPU])
+    assert first.hosts[GPU]["changed"] > 0
+
+
+def test_second_run_changes_nothing(runs):
+    second = runs["second"]
+    assert second is not None and second.ok, failures(second) if second else "first run failed"
+    changed = {h: d["changed_tasks"] for h, d in second.hosts.items() if d["changed"]}
+    assert changed == {}, changed
+
+
+def test_check_mode_changes_nothing(runs):
+    check = runs["check"]
+    assert check is not None and check.ok, failures(check) if check else "first run failed"
+    changed = {h: d["changed_tasks"] for h, d in check.hosts.items() if d["changed"]}
+    assert changed == {}, changed
+
+
+def held_packages(host):
+    out = sh(host, "dpkg", "--get-selections").stdout
+    return sorted(line.split()[0] for line in out.splitlines() if line.split()[-1] == "hold")
+
+
+def test_the_gpu_host_has_the_gpu_layer(runs):
+    assert runs["first"].ok
+    held = held_packages(GPU)
+    assert "nvidia-kernel-dkms" in held and "nvidia-smi" in held, held
+    for path in GPU_FILES:
+        assert sh(GPU, "test", "-f", path).returncode == 0, f"{GPU}: {path} is missing"
+    # No containerd yet (the Kubernetes layer installs it): the toolkit role declares no
+    # runtime and says so, instead of guessing the configuration schema.
+    toolkit = json.loads(sh(GPU, "cat", TOOLKIT_FACT).stdout)
+    assert toolkit["install_mode"] == "configure_only" and toolkit["containerd"]["installed"] is False
+    assert any("containerd is not installed" in n for n in toolkit["not_applied"]), toolkit["not_applied"]
+    assert sh(GPU, "test", "-e", "/etc/containerd/conf.d/99-nvidia.toml").returncode == 1
+    driver = json.loads(sh(GPU, "cat", DRIVER_FACT).stdout)
+    assert driver["gpus"] == ["NVIDIA A100-SXM4-80GB"] and driver["gpus_simulated"] is True
+    assert driver["driver"]["branch"] == "535" and driver["container"] is True
+    assert driver["driver"]["held"] and set(driver["driver"]["held"]) <= set(held), (driver["driver"]["held"], held)
+    assert driver["reboot"]["pending"] is True and driver["reboot"]["allowed"] is False
+    assert "containers are never rebooted" in driver["reboot"]["not_rebooted_reason"]
+    assert "blacklist nouveau" in sh(GPU, "cat", "/etc/modprobe.d/gpuforge-blacklist-nouveau.conf").stdout
+
+
+def test_cpu_hosts_are_untouched_by_the_gpu_layer(runs):
+    assert runs["first"].ok
+    for host in (CP, W):
+        assert not [p for p in sh(host, "dpkg-query", "-W", "-f", "${Package}\\n").stdout.split() if "nvidia" in p]
+        assert held_packages(host) == []
+        for path in GPU_FILES:
+            assert sh(host, "test", "-e", path).returncode == 1, f"{host}: {path} exists"
+
+
+def test_node_labels_come_from_the_capture(runs):
+    assert runs["first"].ok
+    facts = json.loads((lab.fact_cache_dir() / GPU).read_text())
+    labels = facts["gpuforge_gpu_node_labels"]
+    assert labels["nvidia.com/gpu.product"] == "NVIDIA-A100-SXM4-80GB"
+    assert labels["nvidia.com/gpu.count"] == "1"
+    assert labels["nvidia.com/gpu.memory"] == "81920"
+    assert labels["nvidia.com/gpu.family"] == "ampere"
+    assert labels["nvidia.com/mig.capable"] == "true"
+    assert json.loads((lab.fact_cache_dir() / CP).read_text())["gpuforge_gpu_node_labels"] == {}
