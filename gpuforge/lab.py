@@ -230,6 +230,29 @@ def _ip(info, network=None):
     return next((n.get("IPAddress") for n in nets.values() if n.get("IPAddress")), None)
 
 
+def cached_facts(host):
+    """The facts Ansible cached for `host` (jsonfile cache of ansible.cfg), or None."""
+    cache = fact_cache_dir()
+    for name in (f"s1_{host}", host):
+        path = cache / name
+        if path.is_file():
+            data = json.loads(path.read_text())
+            # ansible-core >= 2.19 wraps the facts, {"__payload__": "<json>"}, and keeps the
+            # origin of templated values: {"value": ..., "tags": [...], "__ansible_type": ...}
+            return _untag(json.loads(data["__payload__"]) if "__payload__" in data else data)
+    return None
+
+
+def _untag(value):
+    if isinstance(value, dict):
+        if "__ansible_type" in value and "value" in value:
+            return _untag(value["value"])
+        return {k: _untag(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_untag(v) for v in value]
+    return value
+
+
 def _clear_facts(hosts):
     cache = fact_cache_dir()
     if not cache.is_dir():
