@@ -8,18 +8,10 @@ and the architecture catalogue against the <product_architecture> those captures
 """
 
 import re
-import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-COLLECTIONS = str(ROOT / "collections")
-if COLLECTIONS not in sys.path:
-    sys.path.insert(0, COLLECTIONS)
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from ansible.errors import AnsibleFilterError  # noqa: E402
 from ansible_collections.gpuforge.cluster.plugins.filter import nvidia_compat as nc  # noqa: E402

@@ -8,18 +8,10 @@ nvidia_gpu_exporter H100 80GB HBM3 bundle (3g.40gb + 2g.20gb + 2x 1g.10gb).
 
 import itertools
 import re
-import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-COLLECTIONS = str(ROOT / "collections")
-if COLLECTIONS not in sys.path:
-    sys.path.insert(0, COLLECTIONS)
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 from ansible.errors import AnsibleFilterError  # noqa: E402
 from ansible_collections.gpuforge.cluster.plugins.filter import nvidia_mig as nm  # noqa: E402

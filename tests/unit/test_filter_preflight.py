@@ -6,15 +6,11 @@ and a Rocky 9 VM with cgroup v2 and swap, and a Debian 10 host (unsupported).
 """
 
 import copy
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-COLLECTIONS = str(ROOT / "collections")
-if COLLECTIONS not in sys.path:
-    sys.path.insert(0, COLLECTIONS)
 
 from ansible.errors import AnsibleFilterError  # noqa: E402
 from ansible_collections.gpuforge.cluster.plugins.filter import preflight as pf  # noqa: E402

@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests" / "gpu"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 import check_real_gpu as check  # noqa: E402
-from test_nvidia_gpu_facts import bundle_output, bundle_sections, fixtures, smi  # noqa: E402,F401  (fixtures: the pytest fixture)
+from test_nvidia_gpu_facts import bundle_output, bundle_sections, smi  # noqa: E402
 
 H100_MIG = "nvidia_gpu_exporter__linux-x86_64__nvidia-h100-mig__590.48.01.txt"
 H100 = "nvidia_gpu_exporter__linux-x86_64__nvidia-h100-80gb-hbm3__590.48.01.txt"

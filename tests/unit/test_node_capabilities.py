@@ -7,16 +7,10 @@ with cgroup v2, swap and loaded NVIDIA modules.
 
 import json
 import os
-import sys
-from pathlib import Path
 from unittest import mock
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-COLLECTIONS = str(ROOT / "collections")
-if COLLECTIONS not in sys.path:
-    sys.path.insert(0, COLLECTIONS)
 
 from ansible.module_utils import basic  # noqa: E402
 from ansible.module_utils.testing import patch_module_args  # noqa: E402

@@ -13,31 +13,15 @@ with the vendor/device/class values real devices have.
 
 import json
 import os
-import sys
-from pathlib import Path
 from unittest import mock
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-COLLECTIONS = str(ROOT / "collections")
-for entry in (COLLECTIONS, str(ROOT)):
-    if entry not in sys.path:
-        sys.path.insert(0, entry)
 
 from ansible.module_utils import basic  # noqa: E402
 from ansible.module_utils.testing import patch_module_args  # noqa: E402
 from ansible_collections.gpuforge.cluster.plugins.module_utils import nvidia_smi as smi  # noqa: E402
 from ansible_collections.gpuforge.cluster.plugins.modules import nvidia_gpu_facts as module  # noqa: E402
-from gpuforge.shared import nvidia_smi_fixtures  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def fixtures():
-    """The shared nvidia-smi captures; raises (the test fails) when they cannot be found."""
-    path = nvidia_smi_fixtures()
-    assert path.is_dir(), "%s is not a folder" % path
-    return path
 
 
 # --- what the captures hold (read from the files) -----------------------------------
