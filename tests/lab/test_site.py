@@ -12,11 +12,14 @@ import subprocess
 
 import pytest
 
+from pathlib import Path
+
 from gpuforge import lab
 from gpuforge.runner import run_playbook
 
 pytestmark = pytest.mark.lab
 
+ROOT = Path(__file__).resolve().parents[2]
 CP, W, GPU = "gf-t-site-cp1", "gf-t-site-w1", "gf-t-site-gpu1"
 DRIVER_FACT = "/etc/ansible/facts.d/gpuforge_nvidia_driver.fact"
 TOOLKIT_FACT = "/etc/ansible/facts.d/gpuforge_nvidia_container_toolkit.fact"
@@ -36,6 +39,9 @@ def runs(lab_factory, tmp_path_factory):
     second = run_playbook("site.yml", t_site["inventory"], artifacts_dir=out / "second") if first.ok else None
     check = (run_playbook("site.yml", t_site["inventory"], artifacts_dir=out / "check", check=True, diff=True)
              if first.ok else None)
+    timings = {name: run.duration_s for name, run in (("converge", first), ("no-op", second), ("check", check)) if run}
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    (ROOT / "artifacts" / "site-lab-timings.json").write_text(json.dumps({"hosts": 3, "seconds": timings}) + "\n")
     return {"first": first, "second": second, "check": check}
 
 
