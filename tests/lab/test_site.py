@@ -9,10 +9,9 @@ recorded from the capture. The CPU hosts get none of it.
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
-
-from pathlib import Path
 
 from gpuforge import lab
 from gpuforge.runner import run_playbook
