@@ -61,4 +61,5 @@ bench: image
 
 clean:
 	-gpuforge lab down
+	-podman volume rm gpuforge-apt-nvidia_driver
 	rm -rf artifacts
