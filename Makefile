@@ -8,11 +8,12 @@ PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 LAB_HOSTS ?= 3
 LAB_GPU_HOSTS ?= 1
 
-.PHONY: help bootstrap lab-site lab-up lab-down test unit lint syntax molecule lab-tests image bench gpu-check clean
+.PHONY: help bootstrap lab-site lab-up lab-down test unit lint syntax k8s-build k8s-tests k8s-up k8s-down molecule lab-tests image bench gpu-check clean
 
 help:
 	@echo "make lab-site   install, start the lab, converge site.yml against it, print a summary"
-	@echo "make test       unit tests, lint, syntax checks, Molecule scenarios, lab tests"
+	@echo "make test       unit tests, lint, syntax checks, Kubernetes harness tests, Molecule scenarios, lab tests"
+	@echo "make k8s-up     start the Kubernetes test harness (control plane on loopback, kwok GPU nodes)"
 	@echo "make bench      time site.yml on 3 and 12 lab hosts (writes artifacts/bench.json)"
 	@echo "make gpu-check  on a real GPU host: GPU facts vs nvidia-smi, driver checks (artifacts/gpu-check.json)"
 
@@ -34,7 +35,7 @@ lab-down: bootstrap
 lab-site: lab-up
 	gpuforge run site.yml -i inventories/lab --summary artifacts/site-summary.json --junit artifacts/site-junit.xml
 
-test: bootstrap unit lint syntax molecule lab-tests
+test: bootstrap unit lint syntax k8s-tests molecule lab-tests
 
 unit:
 	pytest -q tests/unit
@@ -45,6 +46,20 @@ lint:
 
 syntax:
 	@for p in $(PLAYBOOKS); do echo "syntax-check $$p"; ansible-playbook --syntax-check -i inventories/lab "$$p" || exit 1; done
+
+# Kubernetes built from its Go modules into ~/.cache/gpuforge/k8s/<version>/bin (no-op when cached).
+k8s-build: bootstrap
+	bash tests/k8s/build.sh
+
+# A real control plane on 127.0.0.1 with kwok nodes mirroring tests/k8s/nodes.yml.
+k8s-tests: k8s-build
+	pytest -v tests/k8s
+
+k8s-up: k8s-build
+	gpuforge lab k8s up
+
+k8s-down: bootstrap
+	gpuforge lab k8s down
 
 molecule: image
 	pytest -v tests/molecule
@@ -61,5 +76,6 @@ bench: image
 
 clean:
 	-gpuforge lab down
+	-gpuforge lab k8s down
 	-podman volume rm gpuforge-apt-nvidia_driver
 	rm -rf artifacts

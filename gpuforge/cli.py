@@ -1,4 +1,5 @@
-"""`gpuforge` command line: `gpuforge lab image|up|down|status` and `gpuforge run`."""
+"""`gpuforge` command line: `gpuforge lab image|up|down|status`, `gpuforge lab k8s build|up|down|status`
+and `gpuforge run`."""
 
 import argparse
 import json
@@ -79,6 +80,54 @@ def cmd_lab_status(args):
     return 0
 
 
+def cmd_k8s_build(args):
+    from gpuforge import k8s_harness
+
+    start = time.monotonic()
+    folder = k8s_harness.ensure_binaries()
+    print(f"{folder} ({time.monotonic() - start:.1f} s)")
+    return 0
+
+
+def cmd_k8s_up(args):
+    from gpuforge import k8s_harness
+
+    if args.inventory and args.nodes:
+        print("gpuforge lab k8s up: --inventory and --nodes exclude each other", file=sys.stderr)
+        return 2
+    nodes = (k8s_harness.nodes_from_inventory(args.inventory) if args.inventory
+             else k8s_harness.load_node_set(args.nodes or k8s_harness.DEFAULT_NODES))
+    start = time.monotonic()
+    harness = k8s_harness.up(args.name, nodes=nodes, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(f"harness {args.name}: Kubernetes {harness.state['version']['KUBERNETES_VERSION']} at {harness.server}, "
+          f"{len(nodes)} kwok nodes, up in {time.monotonic() - start:.1f} s")
+    print(f"export KUBECONFIG={harness.kubeconfig}")
+    print(f"export PATH={harness.bin_dir}:$PATH   # kubectl, helm, kubeadm")
+    return 0
+
+
+def cmd_k8s_down(args):
+    from gpuforge import k8s_harness
+
+    stopped = k8s_harness.down(args.name)
+    print(f"harness {args.name}: " + (f"stopped {', '.join(stopped)}" if stopped else "nothing was running"))
+    return 0
+
+
+def cmd_k8s_status(args):
+    from gpuforge import k8s_harness
+
+    harness = k8s_harness.load(args.name)
+    if harness is None:
+        print(f"harness {args.name}: not started")
+        return 1
+    rows = [{"component": c, "pid": harness.state["pids"].get(c), "port": harness.state["ports"].get(c),
+             "state": "running" if harness._alive(c) else "stopped"} for c in k8s_harness.COMPONENTS]
+    _print_table(rows, ("component", "pid", "port", "state"))
+    print(f"kubeconfig: {harness.kubeconfig}")
+    return 0 if all(r["state"] == "running" for r in rows) else 1
+
+
 def cmd_run(args):
     from gpuforge.runner import run_playbook
 
@@ -129,6 +178,22 @@ def build_parser():
     p.add_argument("--name", help="only this lab")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_lab_status)
+
+    k8s_p = lab_sub.add_parser("k8s", help="the Kubernetes test harness: a control plane on loopback, kwok nodes")
+    k8s_sub = k8s_p.add_subparsers(dest="k8s_command", required=True)
+    p = k8s_sub.add_parser("build", help="build the binaries from their Go modules (cached; no-op when current)")
+    p.set_defaults(func=cmd_k8s_build)
+    p = k8s_sub.add_parser("up", help="start a control plane with fake nodes; prints the kubeconfig")
+    p.add_argument("--name", default="harness")
+    p.add_argument("--nodes", help="node-set file (default tests/k8s/nodes.yml)")
+    p.add_argument("--inventory", help="mirror this inventory: control_plane, workers, gpu_workers")
+    p.set_defaults(func=cmd_k8s_up)
+    p = k8s_sub.add_parser("down", help="stop it and remove its files")
+    p.add_argument("--name", default="harness")
+    p.set_defaults(func=cmd_k8s_down)
+    p = k8s_sub.add_parser("status", help="its processes and kubeconfig")
+    p.add_argument("--name", default="harness")
+    p.set_defaults(func=cmd_k8s_status)
 
     p = sub.add_parser("run", help="run a playbook through ansible-runner")
     p.add_argument("playbook")

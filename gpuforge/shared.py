@@ -63,3 +63,46 @@ def find_shared_dir(root: Path = ROOT) -> Path:
 
 def nvidia_smi_fixtures(root: Path = ROOT) -> Path:
     return find_shared_dir(root) / "fixtures" / "nvidia-smi"
+
+
+# --- capture bundles (nvidia_gpu_exporter__*.txt in fixtures/nvidia-smi) ---------------------
+
+CAPTURE_BAR = "#" * 80
+
+
+def capture_sections(text: str) -> list[dict]:
+    """Sections of an nvidia_gpu_exporter capture bundle: [{title, command, output}].
+
+    Each section is a line of 80 '#', "# <phase> :: <name>", "# $ <command>" (absent for
+    derived sections), another line of '#', then the raw output.
+    """
+    sections = []
+    lines = text.splitlines()
+    current = None
+    i = 0
+    while i < len(lines):
+        if lines[i] == CAPTURE_BAR and i + 1 < len(lines) and lines[i + 1].startswith("# "):
+            header = []
+            i += 1
+            while i < len(lines) and lines[i] != CAPTURE_BAR:
+                header.append(lines[i][2:])
+                i += 1
+            command = [h[2:].strip() for h in header if h.startswith("$ ")]
+            current = {"title": header[0], "command": command[0] if command else None, "lines": []}
+            sections.append(current)
+        elif current is not None:
+            current["lines"].append(lines[i])
+        i += 1
+    for section in sections:
+        section["output"] = "\n".join(section.pop("lines")) + "\n"
+    return sections
+
+
+def capture_output(path: Path, command: str, phase: str = "idle") -> str:
+    """Output of `command` in a capture bundle; phase "idle", "load" or "capabilities".
+
+    Raises LookupError when the bundle has no such section."""
+    for section in capture_sections(Path(path).read_text()):
+        if section["command"] == command and section["title"].startswith(phase + " ::"):
+            return section["output"]
+    raise LookupError("%s has no %s section for %r" % (Path(path).name, phase, command))

@@ -10,6 +10,10 @@ Discovery (GFD, github.com/NVIDIA/k8s-device-plugin, internal/lm) puts on a node
 ``gpu.compute.major/minor``, ``cuda.driver.*``, ``cuda.driver-version.*``,
 ``cuda.runtime.*``, ``cuda.runtime-version.*``, ``mig.capable``, ``mig.strategy`` and the
 MIG labels of the ``single`` and ``mixed`` strategies. Every value is a valid label value.
+
+``gpu_resources(nvidia_facts, strategy, prefix)`` gives the extended resources the NVIDIA
+device plugin advertises for the same GPUs under a MIG strategy (``nvidia.com/gpu``,
+``nvidia.com/mig-<profile>``), as a node's capacity: ``{name: count}``.
 """
 
 from __future__ import annotations
@@ -350,8 +354,54 @@ def gpu_labels(nvidia_facts, strategy="none", prefix="nvidia.com", machine=None,
     return dict(sorted(result.items()))
 
 
+def gpu_resources(nvidia_facts, strategy="none", prefix="nvidia.com"):
+    """Extended resources of the node's GPUs under a device-plugin MIG strategy: {name: count}.
+
+    none: every GPU is one ``<prefix>/gpu`` (MIG mode ignored). single: a node whose GPUs all
+    have MIG enabled with one profile exposes each MIG device as ``<prefix>/gpu``; no GPU with
+    MIG enabled exposes whole GPUs; any other mix exposes nothing (the plugin refuses it, GFD
+    labels it MIG-INVALID). mixed: GPUs without MIG are ``<prefix>/gpu``, MIG devices
+    ``<prefix>/mig-<profile>`` (``+`` in a profile name becomes ``.``, as the plugin does).
+    """
+    if strategy not in STRATEGIES:
+        raise AnsibleFilterError("gpu_resources: strategy must be one of %s, got %r" % (", ".join(STRATEGIES), strategy))
+    if not isinstance(prefix, str) or len(prefix) > 253 or not DNS_SUBDOMAIN_RE.match(prefix):
+        raise AnsibleFilterError("gpu_resources: prefix must be a DNS subdomain such as nvidia.com, got %r" % (prefix,))
+    try:
+        return _gpu_resources(nvidia_facts, strategy, prefix)
+    except AnsibleFilterError as exc:
+        # the shared checks name gpu_labels; say which filter the caller used
+        raise AnsibleFilterError("gpu_resources: " + str(exc.message).split(": ", 1)[-1]) from None
+
+
+def _gpu_resources(nvidia_facts, strategy, prefix):
+    gpus = _gpus(nvidia_facts)
+    if not gpus:
+        return {}
+    gpu = prefix + "/gpu"
+    if strategy == "none":
+        return {gpu: len(gpus)}
+    enabled = [g for g in gpus if g["mig_enabled"]]
+    if strategy == "single":
+        if not enabled:
+            return {gpu: len(gpus)}
+        if len(enabled) != len(gpus) or any(not g["mig_devices"] for g in enabled):
+            return {gpu: 0}
+        names = {_resolve(g, d, n)["name"] for g in enabled for n, d in enumerate(g["mig_devices"])}
+        return {gpu: sum(len(g["mig_devices"]) for g in enabled) if len(names) == 1 else 0}
+    resources = {}
+    whole = len(gpus) - len(enabled)
+    if whole:
+        resources[gpu] = whole
+    for g in enabled:
+        for number, device in enumerate(g["mig_devices"]):
+            name = "%s/mig-%s" % (prefix, _resolve(g, device, number)["name"].replace("+", "."))
+            resources[name] = resources.get(name, 0) + 1
+    return dict(sorted(resources.items()))
+
+
 class FilterModule(object):
     """gpuforge.cluster GPU node label filters."""
 
     def filters(self):
-        return {"gpu_labels": gpu_labels}
+        return {"gpu_labels": gpu_labels, "gpu_resources": gpu_resources}

@@ -666,4 +666,54 @@ def test_mig_enabled_gpu_without_table_fails_for_mig_strategies():
 
 
 def test_filters_are_registered():
-    assert set(nl.FilterModule().filters()) == {"gpu_labels"}
+    assert set(nl.FilterModule().filters()) == {"gpu_labels", "gpu_resources"}
+
+
+# --- gpu_resources: what the device plugin advertises ---------------------------------------
+
+@pytest.mark.parametrize("facts, strategy, expected", [
+    (T4, "none", {"nvidia.com/gpu": 1}),
+    (T4, "single", {"nvidia.com/gpu": 1}),
+    (T4, "mixed", {"nvidia.com/gpu": 1}),
+    # the A100 capture: MIG enabled, four 1g.20gb devices
+    (A100, "none", {"nvidia.com/gpu": 1}),
+    (A100, "single", {"nvidia.com/gpu": 4}),
+    (A100, "mixed", {"nvidia.com/mig-1g.20gb": 4}),
+    # the H100 bundle with MIG: 3g.40gb + 2g.20gb + 2x 1g.10gb; single refuses mixed profiles
+    (H100_MIG, "single", {"nvidia.com/gpu": 0}),
+    (H100_MIG, "mixed", {"nvidia.com/mig-1g.10gb": 2, "nvidia.com/mig-2g.20gb": 1, "nvidia.com/mig-3g.40gb": 1}),
+    (H100, "mixed", {"nvidia.com/gpu": 1}),
+])
+def test_gpu_resources(facts, strategy, expected):
+    assert nl.gpu_resources(facts, strategy) == expected
+
+
+def test_gpu_resources_counts_every_gpu_and_agrees_with_the_labels():
+    facts = copy.deepcopy(A100)
+    facts["gpus"] = [dict(copy.deepcopy(facts["gpus"][0]), index=i) for i in range(4)]
+    facts["gpu_count"] = 4
+    assert nl.gpu_resources(facts, "mixed") == {"nvidia.com/mig-1g.20gb": 16}
+    assert nl.gpu_labels(facts, "mixed")["nvidia.com/mig-1g.20gb.count"] == "16"
+    assert nl.gpu_resources(facts, "single") == {"nvidia.com/gpu": 16}
+    assert nl.gpu_labels(facts, "single")["nvidia.com/gpu.count"] == "16"
+    # one GPU with MIG disabled: mixed exposes it whole, single refuses the mix
+    facts["gpus"][3]["mig_enabled"] = False
+    facts["gpus"][3]["mig_devices"] = []
+    assert nl.gpu_resources(facts, "mixed") == {"nvidia.com/gpu": 1, "nvidia.com/mig-1g.20gb": 12}
+    assert nl.gpu_resources(facts, "single") == {"nvidia.com/gpu": 0}
+
+
+def test_gpu_resources_without_gpus_and_prefix():
+    assert nl.gpu_resources({"present": False, "gpu_count": 0, "gpus": []}) == {}
+    assert nl.gpu_resources(T4, "none", "example.com") == {"example.com/gpu": 1}
+
+
+@pytest.mark.parametrize("args, message", [
+    ((T4, "time-slicing"), "gpu_resources: strategy must be one of none, single, mixed"),
+    ((T4, "none", "Not A Domain"), "gpu_resources: prefix must be a DNS subdomain"),
+    (({"present": True, "gpu_count": 1, "gpus": [{"name": ""}]},), "gpu_resources: .*'name'.* must be the GPU"),
+    (("nvidia",), r"gpu_resources: the input must be ansible_facts\['nvidia'\]"),
+])
+def test_gpu_resources_bad_input(args, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        nl.gpu_resources(*args)

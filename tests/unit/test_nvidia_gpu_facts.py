@@ -22,6 +22,7 @@ from ansible.module_utils import basic  # noqa: E402
 from ansible.module_utils.testing import patch_module_args  # noqa: E402
 from ansible_collections.gpuforge.cluster.plugins.module_utils import nvidia_smi as smi  # noqa: E402
 from ansible_collections.gpuforge.cluster.plugins.modules import nvidia_gpu_facts as module  # noqa: E402
+from gpuforge.shared import capture_output, capture_sections as bundle_sections  # noqa: E402
 
 
 # --- what the captures hold (read from the files) -----------------------------------
@@ -145,43 +146,12 @@ PCI_KEYS = {"address", "vendor_id", "device_id", "class"}
 
 # --- the capture bundles --------------------------------------------------------------
 
-BAR = "#" * 80
-
-
-def bundle_sections(text):
-    """Sections of an nvidia_gpu_exporter capture: [{title, command, output}].
-
-    Each section is a line of 80 '#', "# <phase> :: <name>", "# $ <command>" (absent for
-    derived sections), another line of '#', then the raw output.
-    """
-    sections = []
-    lines = text.splitlines()
-    current = None
-    i = 0
-    while i < len(lines):
-        if lines[i] == BAR and i + 1 < len(lines) and lines[i + 1].startswith("# "):
-            header = []
-            i += 1
-            while i < len(lines) and lines[i] != BAR:
-                header.append(lines[i][2:])
-                i += 1
-            command = [h[2:].strip() for h in header if h.startswith("$ ")]
-            current = {"title": header[0], "command": command[0] if command else None, "lines": []}
-            sections.append(current)
-        elif current is not None:
-            current["lines"].append(lines[i])
-        i += 1
-    for section in sections:
-        section["output"] = "\n".join(section.pop("lines")) + "\n"
-    return sections
-
-
 def bundle_output(fixtures, name, command, phase="idle"):
     """Output of `command` in a bundle; phase "idle", "load" or "capabilities"."""
-    for section in bundle_sections((fixtures / name).read_text()):
-        if section["command"] == command and section["title"].startswith(phase + " ::"):
-            return section["output"]
-    raise AssertionError("%s has no %s section for %r" % (name, phase, command))
+    try:
+        return capture_output(fixtures / name, command, phase)
+    except LookupError as exc:
+        raise AssertionError(str(exc)) from exc
 
 
 def bundle_query_csv(fixtures, name, phase="idle"):
