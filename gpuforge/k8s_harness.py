@@ -56,6 +56,7 @@ SERVICE_CIDR = "10.96.0.0/12"
 POD_CIDR = "10.244.0.0/16"
 FAKE_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_STRATEGIES = ("none", "single", "mixed")
+TEMP_PREFIX = "gpuforge-k8s-"
 LIFECYCLE_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
 # kubeadm reads a loopback advertise address as "the global address on lo" and fails without
 # one; this RFC 5737 documentation address only goes into the API server's certificate next to
@@ -330,8 +331,9 @@ def _pid_alive(pid: int, marker: str) -> bool:
     return state != "Z" and marker in cmdline
 
 
-def _stop_pid(pid: int, marker: str, timeout: float = 20) -> None:
-    if not _pid_alive(pid, marker):
+def _stop_pid(pid: int, marker: str, timeout: float = 20, own: bool = False) -> None:
+    """SIGTERM to the process group, SIGKILL after timeout. own: our child, known alive (no marker check)."""
+    if not own and not _pid_alive(pid, marker):
         return
     try:
         os.killpg(pid, signal.SIGTERM)
@@ -418,10 +420,11 @@ class Harness:
         bins = ensure_binaries(build=build, quiet=progress is None)
         nodes = load_node_set() if nodes is None else nodes
         if workdir is None:
-            workdir = Path(tempfile.mkdtemp(prefix=f"gpuforge-k8s-{name}-"))
+            reap_orphans()
+            workdir = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{name}-"))
         workdir.mkdir(parents=True, exist_ok=True)
         names = ("etcd", "etcd-peer", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
-        state = {"name": name, "workdir": str(workdir), "bin_dir": str(bins), "version": versions(),
+        state = {"name": name, "workdir": str(workdir), "bin_dir": str(bins), "version": versions(), "owner": os.getpid(),
                  "ports": dict(zip(names, free_ports(len(names)))), "pids": {}, "started": time.time()}
         harness = cls(name, workdir, state)
         try:
@@ -654,8 +657,10 @@ class Harness:
         stopped = []
         for component in reversed(COMPONENTS):
             pid = self.state["pids"].get(component)
-            if pid and _pid_alive(pid, str(self.workdir)):
-                _stop_pid(pid, str(self.workdir))
+            proc = getattr(self, "_popen", {}).get(component)
+            own = proc is not None and proc.poll() is None
+            if pid and (own or _pid_alive(pid, str(self.workdir))):
+                _stop_pid(pid, str(self.workdir), own=own)
                 stopped.append(component)
         for proc in getattr(self, "_popen", {}).values():
             try:
@@ -671,6 +676,25 @@ class Harness:
         if busy:
             raise HarnessError(f"ports still listening after stop: {', '.join(busy)}")
         return stopped
+
+
+def reap_orphans() -> list[str]:
+    """Stops harnesses in temporary folders whose owner (a test run killed before its teardown) is gone."""
+    reaped = []
+    for path in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*/state.json"):
+        try:
+            state = json.loads(path.read_text())
+            owner = int(state.get("owner") or 0)
+        except (OSError, ValueError):
+            continue
+        if owner and Path(f"/proc/{owner}").exists():
+            continue
+        try:
+            Harness(state.get("name", "?"), path.parent, state).stop(keep_workdir=False)
+        except HarnessError:
+            pass  # its ports were taken by someone else since: its processes are gone all the same
+        reaped.append(str(path.parent))
+    return reaped
 
 
 # --------------------------------------------------------------------------- named harnesses (CLI)

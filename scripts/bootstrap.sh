@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-apt_pkgs=(podman runc uidmap slirp4netns fuse-overlayfs netavark aardvark-dns iptables mmdebstrap debian-archive-keyring make python3-venv gnupg)
+apt_pkgs=(podman runc uidmap slirp4netns fuse-overlayfs netavark aardvark-dns iptables mmdebstrap debian-archive-keyring make python3-venv gnupg openssl)
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
 

@@ -24,6 +24,11 @@ for arg in "$@"; do
   esac
 done
 command -v go >/dev/null || { echo "build.sh: go is not installed (Go >= 1.26 is needed)" >&2; exit 1; }
+go_minor=$(go env GOVERSION | sed -E 's/^go1\.([0-9]+).*/\1/')
+if [[ ! $go_minor =~ ^[0-9]+$ ]] || (( go_minor < 26 )); then
+  echo "build.sh: $(go env GOVERSION) is too old: kwok $KWOK_VERSION and Kubernetes $KUBERNETES_VERSION need Go >= 1.26" >&2
+  exit 1
+fi
 mkdir -p "$bin_dir"
 
 # The go directive is 1.26: never let the go command fetch another toolchain.

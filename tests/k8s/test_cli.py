@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -57,3 +58,26 @@ def test_up_status_down_and_a_fresh_start(tmp_path, k8s_bin):
         assert gone.returncode != 0 and "NotFound" in gone.stderr
     finally:
         gpuforge("down", "--name", NAME, check=False)
+
+
+def test_a_killed_test_run_leaves_nothing_to_the_next(tmp_path, k8s_bin):
+    """A run killed before its teardown leaves its harness behind; the next start reaps it."""
+    nodes = tmp_path / "nodes.yml"
+    nodes.write_text(yaml.safe_dump({"nodes": [{"name": "w"}]}))
+    script = ("import time; from gpuforge import k8s_harness as k; "
+              f"h = k.Harness.start('orphan', nodes=k.load_node_set({str(nodes)!r}), build=False); "
+              "print(h.workdir, flush=True); time.sleep(600)")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        workdir = proc.stdout.readline().strip()
+        assert workdir, "the harness did not start"
+        state = json.loads((Path(workdir) / "state.json").read_text())
+    finally:
+        proc.kill()
+        proc.wait()
+    alive = [c for c, pid in state["pids"].items() if k8s_harness._pid_alive(pid, workdir)]
+    assert alive == list(k8s_harness.COMPONENTS)  # orphaned, still running
+    assert workdir in k8s_harness.reap_orphans()
+    assert not [c for c, pid in state["pids"].items() if k8s_harness._pid_alive(pid, workdir)]
+    assert not [p for p in state["ports"].values() if k8s_harness.port_open(p)]
+    assert not Path(workdir).exists()
