@@ -8,7 +8,7 @@ PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 LAB_HOSTS ?= 3
 LAB_GPU_HOSTS ?= 1
 
-.PHONY: help bootstrap lab-site lab-up lab-down test unit lint syntax k8s-build k8s-tests k8s-up k8s-down molecule lab-tests image bench gpu-check clean
+.PHONY: help bootstrap lab-site lab-up lab-down test unit lint syntax k8s-build k8s-tests k8s-up k8s-down molecule lab-tests image bench bench-k8s gpu-check clean
 
 help:
 	@echo "make lab-site   install, start the lab, converge site.yml against it, print a summary"
@@ -73,6 +73,10 @@ gpu-check:
 
 bench: image
 	python scripts/benchmark.py --sizes 3 12 --runs 3 --output artifacts/bench.json
+
+# Start/stop of the Kubernetes harness, median of 5 (writes artifacts/bench-k8s.json).
+bench-k8s: k8s-build
+	python scripts/benchmark_k8s.py --runs 5 --output artifacts/bench-k8s.json
 
 clean:
 	-gpuforge lab down

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -107,6 +108,36 @@ def kwok_stages() -> Path:
     if not path.is_file():
         raise HarnessError(f"{path} is missing: run {BUILD_SCRIPT}")
     return path
+
+
+# --------------------------------------------------------------------------- kubeadm checks
+
+def kubeadm_dry_run_files(stdout: str) -> dict:
+    """{path: content} of the `[dryrun] Would write file "<path>" with content:` sections of
+    `kubeadm init|join --dry-run` output (static-pod manifests, kubelet configuration, flags)."""
+    files = {}
+    current = None
+    for line in stdout.splitlines():
+        match = re.match(r'^\[dryrun\] Would write file "([^"]+)" with content:$', line)
+        if match:
+            current = files.setdefault(match.group(1), [])
+        elif line.startswith("["):
+            current = None
+        elif current is not None:
+            current.append(line)
+    return {path: "\n".join(lines) for path, lines in files.items()}
+
+
+def kubeadm_init_dry_run(config: Path, workdir: Path) -> dict:
+    """`kubeadm init --dry-run --config <config>` with the harness kubeadm, preflight errors ignored
+    (no kubelet, no container runtime here); writes only into workdir (KUBEADM_INIT_DRYRUN_DIR).
+    Returns {rc, stdout, stderr, files (kubeadm_dry_run_files), dir}."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([str(bin_dir() / "kubeadm"), "init", "--dry-run", "--config", str(config),
+                           "--ignore-preflight-errors=all"], capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "KUBEADM_INIT_DRYRUN_DIR": str(workdir)})
+    return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr,
+            "files": kubeadm_dry_run_files(proc.stdout), "dir": workdir}
 
 
 # --------------------------------------------------------------------------- fake nodes
@@ -401,7 +432,7 @@ class Harness:
         return proc
 
     def api_client(self):
-        from kubernetes import client, config
+        from kubernetes import config
 
         return config.new_client_from_config(config_file=str(self.kubeconfig))
 

@@ -6,7 +6,6 @@ temporary folder here) and prints the static-pod manifests and kubelet configura
 """
 
 import os
-import re
 import subprocess
 
 import pytest
@@ -106,21 +105,6 @@ def test_images_come_from_the_configured_repository(k8s_bin, tmp_path):
     assert names["etcd"].startswith(k8s_harness.versions()["ETCD_VERSION"].lstrip("v").rsplit(".", 1)[0])
 
 
-def dry_run_files(stdout):
-    """{path: content} of the `[dryrun] Would write file "<path>" with content:` sections."""
-    files = {}
-    current = None
-    for line in stdout.splitlines():
-        match = re.match(r'^\[dryrun\] Would write file "([^"]+)" with content:$', line)
-        if match:
-            current = files.setdefault(match.group(1), [])
-        elif line.startswith("["):
-            current = None
-        elif current is not None:
-            current.append(line)
-    return {path: "\n".join(lines) for path, lines in files.items()}
-
-
 def flags(manifest):
     pod = yaml.safe_load(manifest)
     command = pod["spec"]["containers"][0]["command"]
@@ -129,10 +113,9 @@ def flags(manifest):
 
 def test_init_dry_run_renders_the_control_plane(k8s_bin, harness, tmp_path):
     dry = tmp_path / "dry-run"
-    proc = kubeadm(k8s_bin, "init", "--dry-run", "--config", str(write(tmp_path, CONFIG)),
-                   "--ignore-preflight-errors=all", env={"KUBEADM_INIT_DRYRUN_DIR": str(dry)})
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    files = dry_run_files(proc.stdout)
+    result = k8s_harness.kubeadm_init_dry_run(write(tmp_path, CONFIG), dry)
+    assert result["rc"] == 0, result["stderr"][-2000:]
+    files = result["files"]
     manifests = "/etc/kubernetes/manifests/"
     assert {f"{manifests}{c}.yaml" for c in ("etcd", "kube-apiserver", "kube-controller-manager",
                                               "kube-scheduler")} <= set(files)
