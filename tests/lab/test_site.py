@@ -2,13 +2,15 @@
 carrying a real A100 capture): the whole site converges, a second run changes nothing
 on any host, and a run in check mode (--check --diff) changes nothing either.
 
-The GPU layer touches only the host that has an NVIDIA device: driver packages
-installed and held, nouveau blacklisted, the containerd drop-in in place, node labels
-recorded from the capture. The CPU hosts get none of it.
+Every host gets containerd (held) from the container runtime layer. The GPU layer touches
+only the host that has an NVIDIA device: driver packages installed and held, nouveau
+blacklisted, the nvidia runtime drop-in in force in the running configuration of containerd,
+node labels recorded from the capture. The CPU hosts get none of it.
 """
 
 import json
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -80,12 +82,14 @@ def test_the_gpu_host_has_the_gpu_layer(runs):
     assert "nvidia-kernel-dkms" in held and "nvidia-smi" in held, held
     for path in GPU_FILES:
         assert sh(GPU, "test", "-f", path).returncode == 0, f"{GPU}: {path} is missing"
-    # No containerd yet (the Kubernetes layer installs it): the toolkit role declares no
-    # runtime and says so, instead of guessing the configuration schema.
+    # containerd from the container runtime layer; the toolkit's drop-in is what it runs with
     toolkit = json.loads(sh(GPU, "cat", TOOLKIT_FACT).stdout)
-    assert toolkit["install_mode"] == "configure_only" and toolkit["containerd"]["installed"] is False
-    assert any("containerd is not installed" in n for n in toolkit["not_applied"]), toolkit["not_applied"]
-    assert sh(GPU, "test", "-e", "/etc/containerd/conf.d/99-nvidia.toml").returncode == 1
+    assert toolkit["install_mode"] == "configure_only" and toolkit["containerd"]["installed"] is True
+    dump = tomllib.loads(sh(GPU, "containerd", "config", "dump").stdout)
+    cri = dump["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]
+    assert cri["nvidia"]["options"]["BinaryName"] == "/usr/bin/nvidia-container-runtime"
+    assert cri["runc"]["options"]["SystemdCgroup"] is True
+    assert "/etc/containerd/conf.d/99-nvidia.toml" in dump["imports"]
     driver = json.loads(sh(GPU, "cat", DRIVER_FACT).stdout)
     assert driver["gpus"] == ["NVIDIA A100-SXM4-80GB"] and driver["gpus_simulated"] is True
     assert driver["driver"]["branch"] == "535" and driver["container"] is True
@@ -99,7 +103,10 @@ def test_cpu_hosts_are_untouched_by_the_gpu_layer(runs):
     assert runs["first"].ok
     for host in (CP, W):
         assert not [p for p in sh(host, "dpkg-query", "-W", "-f", "${Package}\\n").stdout.split() if "nvidia" in p]
-        assert held_packages(host) == []
+        assert held_packages(host) == ["containerd", "runc"]
+        runtimes = tomllib.loads(sh(host, "containerd", "config", "dump").stdout)["plugins"][
+            "io.containerd.grpc.v1.cri"]["containerd"]["runtimes"]
+        assert set(runtimes) == {"runc"}
         for path in GPU_FILES:
             assert sh(host, "test", "-e", path).returncode == 1, f"{host}: {path} exists"
 
