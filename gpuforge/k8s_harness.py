@@ -49,7 +49,7 @@ K8S_DIR = ROOT / "tests" / "k8s"
 BUILD_SCRIPT = K8S_DIR / "build.sh"
 VERSIONS_FILE = K8S_DIR / "versions.env"
 DEFAULT_NODES = K8S_DIR / "nodes.yml"
-BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubeadm", "kubectl",
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubeadm", "kubectl", "kubelet",
             "helm", "kwok")
 # Start order; stop is the reverse.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")

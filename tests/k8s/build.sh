@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the Kubernetes test harness binaries from their Go modules, into
 #   ${GPUFORGE_K8S_CACHE:-~/.cache/gpuforge/k8s}/<kubernetes version>/bin
-# kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm, kubectl (k8s.io/kubernetes),
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubeadm, kubectl, kubelet (k8s.io/kubernetes),
 # etcd (go.etcd.io/etcd/server/v3), helm (helm.sh/helm/v3) and kwok (sigs.k8s.io/kwok).
 #
 # Each group lives in its own wrapper module (tests/k8s/modules/<group>/go.mod, go.sum committed) so
@@ -90,7 +90,7 @@ if [[ $force == 1 || ! -s $stages || $stages -ot $bin_dir/kwok ]]; then
 fi
 build_group helm "helm" "helm.sh/helm/v3/cmd/helm" \
   "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" ""
-build_group kubernetes "kube-apiserver kube-controller-manager kube-scheduler kubeadm kubectl" \
-  "k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubeadm k8s.io/kubernetes/cmd/kubectl" \
+build_group kubernetes "kube-apiserver kube-controller-manager kube-scheduler kubeadm kubectl kubelet" \
+  "k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubeadm k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet" \
   "$k8s_ldflags" "selinux,notest,grpcnotrace"
 echo "build.sh: binaries in $bin_dir ($(( $(date +%s) - total ))s)"
