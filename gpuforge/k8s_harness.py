@@ -407,6 +407,7 @@ class Harness:
         self.name = name
         self.workdir = workdir
         self.state = state
+        self._popen = {}  # component -> Popen, for the processes this Python process started
 
     # --- accessors
     @property
@@ -589,7 +590,6 @@ class Harness:
                                 cwd=self.workdir, start_new_session=True)
         log.close()
         self.state["pids"][component] = proc.pid
-        self._popen = getattr(self, "_popen", {})
         self._popen[component] = proc
 
     def _log_tail(self, component: str, lines: int = 25) -> str:
@@ -598,7 +598,7 @@ class Harness:
         return "\n".join(text.splitlines()[-lines:])
 
     def _alive(self, component: str) -> bool:
-        proc = getattr(self, "_popen", {}).get(component)
+        proc = self._popen.get(component)
         if proc is not None:  # started by this process: ask the kernel through wait()
             return proc.poll() is None
         pid = self.state["pids"].get(component)
@@ -688,12 +688,12 @@ class Harness:
         stopped = []
         for component in reversed(COMPONENTS):
             pid = self.state["pids"].get(component)
-            proc = getattr(self, "_popen", {}).get(component)
+            proc = self._popen.get(component)
             own = proc is not None and proc.poll() is None
             if pid and (own or _pid_alive(pid, str(self.workdir))):
                 _stop_pid(pid, str(self.workdir), own=own)
                 stopped.append(component)
-        for proc in getattr(self, "_popen", {}).values():
+        for proc in self._popen.values():
             try:
                 proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
