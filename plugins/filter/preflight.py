@@ -267,6 +267,10 @@ def _check_constraint(value, constraint, original=None):
             problems.append(("variable_format", "%s is not a version such as '3.8'" % _show(value)))
     elif fmt == "absolute_path" and not str(value).startswith("/"):
         problems.append(("variable_format", "%s is not an absolute path" % _show(value)))
+    elif fmt == "release" and value not in (None, "") and not re.match(r"^\d+\.\d+\.\d+$", str(value)):
+        problems.append(("variable_format", "%s is not a release such as '1.37.2' (X.Y.Z, no 'v')" % _show(value)))
+    elif fmt == "sha256" and value not in (None, "") and not re.match(r"^[0-9a-fA-F]{64}$", str(value)):
+        problems.append(("variable_format", "%s is not a SHA-256 (64 hex digits)" % _show(value)))
     return problems
 
 
