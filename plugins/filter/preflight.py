@@ -36,6 +36,8 @@ import yaml
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.parameters import DEFAULT_TYPE_VALIDATORS
 
+from ansible_collections.gpuforge.cluster.plugins.module_utils.variable_rules import RULES, role_variable_errors
+
 ERROR = "error"
 WARNING = "warning"
 INVENTORY = "inventory"
@@ -267,10 +269,6 @@ def _check_constraint(value, constraint, original=None):
             problems.append(("variable_format", "%s is not a version such as '3.8'" % _show(value)))
     elif fmt == "absolute_path" and not str(value).startswith("/"):
         problems.append(("variable_format", "%s is not an absolute path" % _show(value)))
-    elif fmt == "release" and value not in (None, "") and not re.match(r"^\d+\.\d+\.\d+$", str(value)):
-        problems.append(("variable_format", "%s is not a release such as '1.37.2' (X.Y.Z, no 'v')" % _show(value)))
-    elif fmt == "sha256" and value not in (None, "") and not re.match(r"^[0-9a-fA-F]{64}$", str(value)):
-        problems.append(("variable_format", "%s is not a SHA-256 (64 hex digits)" % _show(value)))
     return problems
 
 
@@ -544,12 +542,36 @@ def _variable_checks(host, host_vars, argument_specs, cluster_spec, constraints)
                 host, check, name, value, _expected(spec[1], constraints.get(name)), False,
                 "%s%s (%s)" % (name, _join(text), _owner_text(spec[0])),
             ))
+    records.extend(_rule_checks(host, host_vars, argument_specs, records))
     if not any(r["host"] == host and not r["ok"] for r in records):
         records.append(record(
             host, "variables", "*", checked, "valid", True,
             "%d role and cluster variable(s) set for this host match their argument specs" % checked,
         ))
     return records
+
+
+def _rule_checks(host, host_vars, argument_specs, records):
+    """The rules between a role's variables (module_utils/variable_rules.py), defaults applied.
+
+    A role whose variables already failed their own checks for this host is not judged again."""
+    out = []
+    failed = {r["variable"] for r in records if r["host"] == host and not r["ok"]}
+    for role in sorted(RULES):
+        options = argument_specs.get(role)
+        if not options or failed & set(options):
+            continue
+        values = {}
+        for name, spec in options.items():
+            value, error = _get(host_vars, name, spec.get("default"))
+            if error is not None:
+                break
+            values[name] = value
+        else:
+            for variable, message in role_variable_errors(role, values):
+                out.append(record(host, "variable_rule", variable, values.get(variable), "see the message", False,
+                                  "%s (role %s)" % (message, role)))
+    return out
 
 
 def _owner_text(owner):
