@@ -81,7 +81,136 @@ def kubernetes_node(values):
     return errors
 
 
-RULES = {"containerd": containerd, "kubernetes_node": kubernetes_node}
+DNS1123_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DURATION_RE = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$")
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+
+
+def network(value):
+    """ipaddress network of a CIDR string, or None."""
+    try:
+        return ipaddress.ip_network(str(value), strict=True)
+    except ValueError:
+        return None
+
+
+def split_endpoint(value, default_port=6443):
+    """(host, port) of ``host``, ``host:port``, ``[v6]`` or ``[v6]:port``; ValueError when malformed."""
+    text = str(value or "").strip()
+    if not text:
+        raise ValueError("empty")
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        ipaddress.IPv6Address(host)
+        port = rest[1:] if rest.startswith(":") else None
+        if rest and port is None:
+            raise ValueError("junk after ]")
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    elif text.count(":") > 1:
+        ipaddress.IPv6Address(text)
+        host, port = text, None
+    else:
+        host, port = text, None
+    if not (_is_ip(host) or HOSTNAME_RE.match(host)):
+        raise ValueError("%r is neither an IP address nor a DNS name" % host)
+    if port is None:
+        return host, int(default_port)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("port %r is not 1-65535" % port)
+    return host, int(port)
+
+
+def _is_ip(value):
+    try:
+        ipaddress.ip_address(str(value))
+        return True
+    except ValueError:
+        return False
+
+
+def kubernetes_control_plane(values):
+    errors = []
+    p = "kubernetes_control_plane_"
+    version = values.get(p + "version")
+    if not RELEASE_RE.match(str(version or "")):
+        errors.append((p + "version", "%sversion %r is not a release such as '1.37.2' (X.Y.Z, no 'v')" % (p, version)))
+    subnets = {}
+    for name in ("pod_subnet", "service_subnet"):
+        value = values.get(p + name)
+        net = network(value)
+        if net is None:
+            errors.append((p + name, "%s%s %r is not a network in CIDR notation (e.g. 10.244.0.0/16, host bits zero)"
+                           % (p, name, value)))
+        else:
+            subnets[name] = net
+    if len(subnets) == 2 and subnets["pod_subnet"].version == subnets["service_subnet"].version \
+            and subnets["pod_subnet"].overlaps(subnets["service_subnet"]):
+        errors.append((p + "service_subnet", "%sservice_subnet %s overlaps %spod_subnet %s"
+                       % (p, subnets["service_subnet"], p, subnets["pod_subnet"])))
+    if "service_subnet" in subnets and subnets["service_subnet"].version == 4 and subnets["service_subnet"].prefixlen < 12:
+        errors.append((p + "service_subnet", "%sservice_subnet %s is larger than /12, the most the API server allows"
+                       % (p, subnets["service_subnet"])))
+    domain = str(values.get(p + "dns_domain") or "")
+    if not DNS1123_RE.match(domain):
+        errors.append((p + "dns_domain", "%sdns_domain %r is not a DNS domain" % (p, domain)))
+    port = values.get(p + "api_port")
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        errors.append((p + "api_port", "%sapi_port %r is not a port (1-65535)" % (p, port)))
+        port = 6443
+    mode = values.get(p + "ha_mode")
+    endpoint = values.get(p + "endpoint") or ""
+    endpoint_host = None
+    if endpoint:
+        try:
+            endpoint_host, _ = split_endpoint(endpoint, port)
+        except ValueError as exc:
+            errors.append((p + "endpoint", "%sendpoint %r is not host or host:port (%s)" % (p, endpoint, exc)))
+    elif mode == "external":
+        errors.append((p + "endpoint", "%sha_mode external needs %sendpoint, the load balancer's host[:port]" % (p, p)))
+    vip = values.get(p + "vip") or ""
+    if mode == "kube_vip":
+        if not _is_ip(vip):
+            errors.append((p + "vip", "%sha_mode kube_vip needs %svip, an unused IP address in the control planes' "
+                                      "subnet (got %r)" % (p, p, vip)))
+        if not values.get(p + "kube_vip_image"):
+            errors.append((p + "kube_vip_image", "%sha_mode kube_vip needs %skube_vip_image, the kube-vip image "
+                                                 "(repository:tag) in the site's registry" % (p, p)))
+        if endpoint_host and _is_ip(vip) and _is_ip(endpoint_host) and endpoint_host != vip:
+            errors.append((p + "endpoint", "%sendpoint %s is not %svip %s: with kube_vip the endpoint is the VIP "
+                                           "(leave %sendpoint empty)" % (p, endpoint, p, vip, p)))
+    elif vip:
+        errors.append((p + "vip", "%svip is set but %sha_mode is %s, not kube_vip" % (p, p, mode)))
+    for name, address in (("vip", vip), ("endpoint", endpoint_host)):
+        if address and _is_ip(address):
+            for subnet_name, net in subnets.items():
+                if ipaddress.ip_address(address) in net:
+                    errors.append((p + name, "%s%s %s is inside %s%s %s" % (p, name, address, p, subnet_name, net)))
+    advertise = values.get(p + "advertise_address") or ""
+    if advertise and not _is_ip(advertise):
+        errors.append((p + "advertise_address", "%sadvertise_address %r is not an IP address" % (p, advertise)))
+    for san in _list(values.get(p + "api_sans")):
+        if not (_is_ip(san) or HOSTNAME_RE.match(str(san).lstrip("*."))):
+            errors.append((p + "api_sans", "%sapi_sans: %r is neither an IP address nor a DNS name" % (p, san)))
+    gates = values.get(p + "feature_gates") or {}
+    bad = sorted(str(k) for k, v in gates.items() if not isinstance(v, bool)) if isinstance(gates, Mapping) else []
+    if bad:
+        errors.append((p + "feature_gates", "%sfeature_gates: %s must be true or false" % (p, ", ".join(bad))))
+    name = values.get(p + "node_name") or ""
+    if name and not DNS1123_RE.match(str(name)):
+        errors.append((p + "node_name", "%snode_name %r is not a lowercase DNS-1123 name" % (p, name)))
+    ttl = str(values.get(p + "join_token_ttl") or "")
+    if not DURATION_RE.match(ttl) or not any(c.isdigit() and c != "0" for c in ttl):
+        errors.append((p + "join_token_ttl", "%sjoin_token_ttl %r is not a duration above zero such as 30m or 1h "
+                                             "(0 would make tokens that never expire)" % (p, ttl)))
+    socket = str(values.get(p + "cri_socket") or "")
+    if not socket.startswith("unix:///"):
+        errors.append((p + "cri_socket", "%scri_socket %r is not a unix:/// socket URL" % (p, socket)))
+    return errors
+
+
+RULES = {"containerd": containerd, "kubernetes_node": kubernetes_node,
+         "kubernetes_control_plane": kubernetes_control_plane}
 
 
 def role_variable_errors(role, values):
