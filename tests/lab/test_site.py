@@ -2,7 +2,8 @@
 carrying a real A100 capture): the whole site converges, a second run changes nothing
 on any host, and a run in check mode (--check --diff) changes nothing either.
 
-Every host gets containerd (held) from the container runtime layer. The GPU layer touches
+Every host gets containerd (held) from the container runtime layer, and kubeadm, kubelet and
+kubectl v1.37.2 from the Kubernetes layer (the harness's binaries; what needs a kubelet is skipped). The GPU layer touches
 only the host that has an NVIDIA device: driver packages installed and held, nouveau
 blacklisted, the nvidia runtime drop-in in force in the running configuration of containerd,
 node labels recorded from the capture. The CPU hosts get none of it.
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuforge import lab
+from gpuforge import k8s_harness, lab
 from gpuforge.runner import run_playbook
 
 pytestmark = pytest.mark.lab
@@ -36,14 +37,17 @@ def sh(host, *cmd):
 def runs(lab_factory, tmp_path_factory):
     t_site = lab_factory("t-site", hosts=3, gpu_hosts=1)
     out = tmp_path_factory.mktemp("site")
-    first = run_playbook("site.yml", t_site["inventory"], artifacts_dir=out / "first")
-    second = run_playbook("site.yml", t_site["inventory"], artifacts_dir=out / "second") if first.ok else None
-    check = (run_playbook("site.yml", t_site["inventory"], artifacts_dir=out / "check", check=True, diff=True)
-             if first.ok else None)
+    k8s_harness.ensure_binaries(quiet=True)  # the lab's kubeadm, kubelet and kubectl (group_vars/all.yml)
+    skip = "kubernetes_cluster"  # no kubelet in a container: init, join, CNI and node objects run on real hosts
+    first = run_playbook("site.yml", t_site["inventory"], artifacts_dir=out / "first", skip_tags=skip)
+    second = (run_playbook("site.yml", t_site["inventory"], artifacts_dir=out / "second", skip_tags=skip)
+              if first.ok else None)
+    check = (run_playbook("site.yml", t_site["inventory"], artifacts_dir=out / "check", check=True, diff=True,
+                          skip_tags=skip) if first.ok else None)
     timings = {name: run.duration_s for name, run in (("converge", first), ("no-op", second), ("check", check)) if run}
     (ROOT / "artifacts").mkdir(exist_ok=True)
     (ROOT / "artifacts" / "site-lab-timings.json").write_text(json.dumps({"hosts": 3, "seconds": timings}) + "\n")
-    return {"first": first, "second": second, "check": check}
+    return {"first": first, "second": second, "check": check, "inventory": t_site["inventory"]}
 
 
 def failures(summary):
@@ -120,3 +124,68 @@ def test_node_labels_come_from_the_capture(runs):
     assert labels["nvidia.com/gpu.family"] == "ampere"
     assert labels["nvidia.com/mig.capable"] == "true"
     assert lab.cached_facts(CP)["gpuforge_gpu_node_labels"] == {}
+
+
+@pytest.mark.parametrize("host", [CP, W, GPU])
+def test_every_host_has_kubeadm_and_kubelet(runs, host):
+    assert runs["first"].ok
+    assert "v1.37.2" in sh(host, "/usr/local/bin/kubeadm", "version", "-o", "short").stdout
+    assert sh(host, "/usr/local/bin/kubelet", "--version").stdout.strip() == "Kubernetes v1.37.2"
+    assert sh(host, "systemctl", "is-enabled", "kubelet").stdout.strip() == "enabled"
+
+
+# --- scale.yml and reset.yml ------------------------------------------------------------------
+# The cluster's API is the Kubernetes test harness on the controller, whose nodes are the control
+# plane and the CPU worker: the GPU host is the new node. No kubelet can run in a lab container,
+# so both runs skip what needs one (kubernetes_cluster: init, join, CNI, node objects).
+
+@pytest.fixture(scope="module")
+def cluster_of_two(runs, tmp_path_factory):
+    assert runs["first"].ok
+    harness = k8s_harness.Harness.start("lab-scale", nodes=[k8s_harness.NodeSpec(name=CP, role="control-plane"),
+                                                            k8s_harness.NodeSpec(name=W)], build=False)
+    yield harness
+    harness.stop()
+
+
+@pytest.fixture(scope="module")
+def scale(runs, cluster_of_two, tmp_path_factory):
+    out = tmp_path_factory.mktemp("scale")
+    run = run_playbook("playbooks/scale.yml", runs["inventory"], artifacts_dir=out, skip_tags="kubernetes_cluster",
+                       extravars={"kubernetes_control_plane_kubeconfig_dest": str(cluster_of_two.kubeconfig)})
+    timings = json.loads((ROOT / "artifacts" / "site-lab-timings.json").read_text())
+    timings["seconds"]["scale (1 new of 3 hosts)"] = run.duration_s
+    (ROOT / "artifacts" / "site-lab-timings.json").write_text(json.dumps(timings) + "\n")
+    return run
+
+
+def test_scale_touches_only_the_new_node_and_the_first_control_plane(scale):
+    assert scale.ok, failures(scale)
+    touched = sorted({r["host"] for r in scale.results if r["status"] != "skipped"})
+    assert touched == sorted(["localhost", GPU, CP])
+    # the first control plane only takes part in the Kubernetes layer (packages here; join tokens on real hosts)
+    assert {r["play"] for r in scale.results if r["host"] == CP} == {"Kubernetes | kubeadm, kubelet, kubectl"}
+    assert scale.hosts[GPU]["changed"] == 0  # the GPU host had converged already
+
+
+def test_reset_refuses_without_confirmation(runs, cluster_of_two, tmp_path):
+    refused = run_playbook("playbooks/reset.yml", runs["inventory"], artifacts_dir=tmp_path / "refused", limit=GPU,
+                           extravars={"kubernetes_control_plane_kubeconfig_dest": str(cluster_of_two.kubeconfig)})
+    assert not refused.ok
+    assert "gpuforge_reset_confirm=gpuforge" in json.dumps(refused.hosts[GPU]["failed_tasks"])
+    assert [(r["host"], r["task"]) for r in refused.results] == [(GPU, "Refuse to run without the explicit confirmation")]
+
+
+def test_reset_wipes_kubeadm_and_cni_state(runs, cluster_of_two, tmp_path):
+    sh(GPU, "mkdir", "-p", "/etc/cni/net.d", "/var/lib/cni/networks", "/etc/kubernetes/gpuforge")
+    sh(GPU, "sh", "-c", "echo '{}' > /etc/cni/net.d/10-calico.conflist")
+    reset = run_playbook("playbooks/reset.yml", runs["inventory"], artifacts_dir=tmp_path / "reset", limit=GPU,
+                         extravars={"kubernetes_control_plane_kubeconfig_dest": str(cluster_of_two.kubeconfig),
+                                    "gpuforge_reset_confirm": "gpuforge"})
+    assert reset.ok, failures(reset)
+    for path in ("/etc/cni/net.d", "/var/lib/cni", "/etc/kubernetes/gpuforge"):
+        assert sh(GPU, "test", "-e", path).returncode == 1, path
+    assert sh(GPU, "systemctl", "is-active", "kubelet").stdout.strip() != "active"
+    # the other hosts and the cluster's nodes are untouched
+    assert sorted({r["host"] for r in reset.results if r["status"] != "skipped"} - {"localhost"}) == [GPU]
+    assert sorted(cluster_of_two.kubectl("get", "nodes", "-o", "name").stdout.split()) == sorted([f"node/{CP}", f"node/{W}"])
