@@ -60,7 +60,7 @@ def test_filter_input_errors():
         errors({}, "common")
     with pytest.raises(AnsibleFilterError, match="values must be a dict"):
         errors(["containerd_version"], "containerd")
-    assert set(vr.RULES) == {"containerd", "kubernetes_node"}
+    assert set(vr.RULES) == {"containerd", "kubernetes_node", "kubernetes_control_plane"}
 
 
 def test_preflight_runs_the_rules_with_the_defaults_applied():
