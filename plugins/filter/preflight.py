@@ -36,7 +36,8 @@ import yaml
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.parameters import DEFAULT_TYPE_VALIDATORS
 
-from ansible_collections.gpuforge.cluster.plugins.module_utils.variable_rules import RULES, role_variable_errors
+from ansible_collections.gpuforge.cluster.plugins.module_utils.variable_rules import (
+    RELEASE_RE, RULES, network, role_variable_errors, split_endpoint)
 
 ERROR = "error"
 WARNING = "warning"
@@ -315,7 +316,9 @@ def _fact_names(host_vars):
 
 def preflight_inventory_checks(groups, hostvars, argument_specs=None, cluster_spec=None,
                                constraints=None, required_groups=None):
-    """Checks of the inventory as a whole and of every cluster host's variables.
+    """Checks of the inventory as a whole and of every cluster host's variables, and (when
+    ``argument_specs`` has the kubernetes_control_plane role) of the Kubernetes layer across hosts and
+    roles: see ``_kubernetes_checks``.
 
     groups: the ``groups`` magic variable. hostvars: the ``hostvars`` magic variable
     (or ``{host: {var: value}}``). argument_specs: ``{role: {option: spec}}``
@@ -351,6 +354,7 @@ def preflight_inventory_checks(groups, hostvars, argument_specs=None, cluster_sp
     records.extend(_address_checks(hosts, hostvars))
     for host in hosts:
         records.extend(_variable_checks(host, _host_vars(hostvars, host), argument_specs, cluster_spec, constraints))
+    records.extend(_kubernetes_checks(groups, hosts, hostvars, argument_specs, records))
     return records
 
 
@@ -588,6 +592,382 @@ def _expected(spec, constraint):
         if constraint and constraint.get(key) is not None:
             text += ", %s %s" % (key, constraint[key])
     return text
+
+
+# ---------------------------------------------------------------------------
+# Kubernetes layer: checks across hosts and roles
+
+
+K8S_CP_ROLE = "kubernetes_control_plane"
+K8S_NODE_ROLE = "kubernetes_node"
+CNI_ROLE = "cni"
+K8S_CP = K8S_CP_ROLE + "_"
+# Variables kubeadm init takes once for the whole cluster: every host must see the same value.
+K8S_CLUSTER_VARIABLES = tuple(K8S_CP + name for name in (
+    "version", "cluster_name", "pod_subnet", "service_subnet", "dns_domain", "api_port", "ha_mode", "endpoint",
+    "vip"))
+# The Kubernetes version skew policy: a kubelet may be up to this many minors older than the API server.
+KUBELET_MAX_MINORS_OLDER = 3
+# How many hosts a message lists before "and N more".
+HOSTS_SHOWN = 6
+
+
+def _hosts_text(names):
+    names = list(names)
+    if len(names) <= HOSTS_SHOWN:
+        return ", ".join(names)
+    return "%s and %d more" % (", ".join(names[:HOSTS_SHOWN]), len(names) - HOSTS_SHOWN)
+
+
+def _release(value):
+    """(major, minor, patch) of an X.Y.Z release, or None."""
+    text = str(value or "")
+    return tuple(int(p) for p in text.split(".")) if RELEASE_RE.match(text) else None
+
+
+def _ip(value):
+    try:
+        return ipaddress.ip_address(str(value).strip())
+    except ValueError:
+        return None
+
+
+class _Settings(object):
+    """Variables of the cluster hosts as the roles see them: the role default when a host does not set one.
+
+    A variable that failed its own check on a host (type, choice, format, template) is unusable there:
+    ``value`` returns ``(False, None, set_here)`` and the checks that need it skip that host."""
+
+    def __init__(self, hostvars, argument_specs, records):
+        self.hostvars = hostvars
+        self.specs = {}
+        for options in argument_specs.values():
+            for name, spec in (options or {}).items():
+                self.specs.setdefault(name, spec or {})
+        self.failed = {(r["host"], r["variable"]) for r in records if not r["ok"] and r["severity"] == ERROR}
+        self.broken = {(r["host"], r["variable"]) for r in records
+                       if not r["ok"] and str(r["check"]).startswith("variable_") and r["check"] != "variable_rule"}
+
+    def value(self, host, name):
+        """(usable, value, set_here)."""
+        host_vars = _host_vars(self.hostvars, host)
+        spec = self.specs.get(name) or {}
+        try:
+            set_here = name in host_vars
+        except Exception:  # noqa: BLE001 - unusable hostvars are reported by the variable checks
+            return False, None, False
+        value, error = _get(host_vars, name, spec.get("default"))
+        if error is not None or (host, name) in self.broken:
+            return False, None, set_here
+        if value is not None and spec:
+            try:
+                value = _convert(value, _type_name(spec))
+            except (TypeError, ValueError):
+                return False, None, set_here
+        return True, _plain(value), set_here
+
+
+def _kubernetes_checks(groups, hosts, hostvars, argument_specs, records):
+    """Checks of the Kubernetes layer that span hosts or roles (module_utils/variable_rules.py has the
+    rules of one host's variables): cluster-wide variables the same everywhere, node addresses outside the
+    pod and service subnets, an API endpoint the nodes can reach, kubeadm and kubelet versions within the
+    skew policy, cni_pod_subnet the same as the cluster's. Role defaults apply where a host sets nothing.
+    Runs only when the kubernetes_control_plane role is in ``argument_specs``."""
+    cp_options = argument_specs.get(K8S_CP_ROLE)
+    if not cp_options or not hosts:
+        return []
+    settings = _Settings(hostvars, argument_specs, records)
+    control_planes = [h for h in (groups.get(CONTROL_PLANE_GROUP) or []) if h in hosts]
+    reference = control_planes[0] if control_planes else hosts[0]
+    what = "the first control plane %s" % reference if control_planes else \
+        "%s (the first host of k8s_cluster; group control_plane has none)" % reference
+    out = []
+    out.extend(_consistency_checks(hosts, reference, what, settings, cp_options))
+    cluster = {}
+    for name in K8S_CLUSTER_VARIABLES:
+        usable, value, _ = settings.value(reference, name)
+        cluster[name] = value if usable else None
+    addresses = {host: _node_addresses(host, host in control_planes, settings, argument_specs) for host in hosts}
+    out.extend(_subnet_checks(hosts, addresses, cluster))
+    reported = any((reference, K8S_CP + n) in settings.failed for n in ("ha_mode", "endpoint", "vip", "api_port"))
+    out.extend(_endpoint_checks(hosts, control_planes, reference, addresses, cluster, reported))
+    if K8S_NODE_ROLE in argument_specs:
+        out.extend(_version_skew_checks(hosts, control_planes, settings, cluster))
+    cni_options = argument_specs.get(CNI_ROLE) or {}
+    if "cni_pod_subnet" in cni_options:
+        out.extend(_cni_checks(hosts, settings, cluster))
+    return out
+
+
+def _consistency_checks(hosts, reference, what, settings, cp_options):
+    out = []
+    names = [n for n in K8S_CLUSTER_VARIABLES if n in cp_options]
+    for name in names:
+        usable, wanted, _ = settings.value(reference, name)
+        if not usable:
+            continue
+        holders = {}  # shown value: hosts, the reference's value first
+        differing = []
+        for host in [reference] + [h for h in hosts if h != reference]:
+            usable, value, set_here = settings.value(host, name)
+            if not usable:
+                continue
+            holders.setdefault(_show(value), []).append(host)
+            if value != wanted:
+                differing.append((host, value, set_here))
+        if not differing:
+            continue
+        listing = "; ".join("%s on %s" % (shown, _hosts_text(names_)) for shown, names_ in holders.items())
+        for host, value, set_here in differing:
+            out.append(record(
+                host, "kubernetes_consistent", name, value, wanted, False,
+                "%s is %s%s but %s on %s (values: %s); kubeadm sets the cluster up once, so every host of "
+                "k8s_cluster must see the same value: set %s once in group_vars/k8s_cluster, not per host or "
+                "per group" % (
+                    name, _show(value), " (the role default: not set for this host)" if not set_here else "",
+                    _show(wanted), what, listing, name),
+            ))
+    if not out:
+        out.append(record(
+            INVENTORY, "kubernetes_consistent", K8S_CP + "*", len(hosts), "the same on every host", True,
+            "the cluster-wide variables %s are the same on all %d host(s) of k8s_cluster" % (
+                ", ".join(names), len(hosts)),
+        ))
+    return out
+
+
+def _node_addresses(host, is_control_plane, settings, argument_specs):
+    """[(address, [variables])] of the IP addresses of a host that the inventory names."""
+    names = ["gpuforge_node_ip"]
+    if K8S_NODE_ROLE in argument_specs:
+        names.append("kubernetes_node_ip")
+    if is_control_plane:
+        names.append(K8S_CP + "advertise_address")
+    found = []
+    for name in names:
+        usable, value, _ = settings.value(host, name)
+        address = _ip(value) if usable and value not in (None, "") else None
+        if address is not None:
+            found.append((address, name))
+    ansible_host, error = _get(_host_vars(settings.hostvars, host), "ansible_host", None)
+    address = _ip(ansible_host) if error is None and ansible_host not in (None, "") else None
+    if address is not None:
+        found.append((address, "ansible_host"))
+    merged = []
+    for address, name in found:
+        for entry in merged:
+            if entry[0] == address:
+                entry[1].append(name)
+                break
+        else:
+            merged.append((address, [name]))
+    return merged
+
+
+def _subnet_checks(hosts, addresses, cluster):
+    subnets = []
+    for name in (K8S_CP + "pod_subnet", K8S_CP + "service_subnet"):
+        net = network(cluster.get(name)) if cluster.get(name) else None
+        if net is not None:
+            subnets.append((name, net))
+    if not subnets:
+        return []
+    why = {
+        K8S_CP + "pod_subnet": "the CNI routes the pod subnet to pods, so traffic to this node would go astray",
+        K8S_CP + "service_subnet": "kube-proxy captures the service subnet, so traffic to this node would be "
+                                   "taken for service traffic",
+    }
+    out = []
+    for host in hosts:
+        if not addresses[host]:
+            continue
+        failed = False
+        for address, names in addresses[host]:
+            for subnet_name, net in subnets:
+                if address.version == net.version and address in net:
+                    failed = True
+                    out.append(record(
+                        host, "node_address_subnet", names[0], str(address), "outside %s" % net, False,
+                        "%s %s is inside %s %s: %s; choose a %s (in group_vars/k8s_cluster) that no node address "
+                        "falls in" % (" and ".join(names), address, subnet_name, net, why[subnet_name], subnet_name),
+                    ))
+        if not failed:
+            out.append(record(
+                host, "node_address_subnet", addresses[host][0][1][0],
+                [str(a) for a, _ in addresses[host]], "outside the pod and service subnets", True,
+                "node address(es) %s are outside %s" % (
+                    ", ".join("%s (%s)" % (a, ", ".join(n)) for a, n in addresses[host]),
+                    " and ".join("%s %s" % (name, net) for name, net in subnets)),
+            ))
+    return out
+
+
+def _endpoint_checks(hosts, control_planes, reference, addresses, cluster, reported=False):
+    """reported: the rule checks already failed a variable of the endpoint (no passed record then)."""
+    mode = cluster.get(K8S_CP + "ha_mode")
+    if mode is None:
+        return []
+    endpoint = cluster.get(K8S_CP + "endpoint") or ""
+    vip = _ip(cluster.get(K8S_CP + "vip")) if cluster.get(K8S_CP + "vip") else None
+    port = cluster.get(K8S_CP + "api_port")
+    port = port if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536 else 6443
+    out = []
+
+    if len(control_planes) > 1 and mode == "none" and not endpoint:
+        for host in control_planes[1:]:
+            out.append(record(
+                host, "api_endpoint", K8S_CP + "ha_mode", mode, "kube_vip or external", False,
+                "group control_plane has %d hosts (%s) but %sha_mode is 'none' and %sendpoint is empty: the "
+                "control planes that join (%s) need an API endpoint they all share; set %sha_mode to kube_vip "
+                "(with %svip and %skube_vip_image) or external (with %sendpoint, the load balancer) in "
+                "group_vars/k8s_cluster" % (
+                    len(control_planes), _hosts_text(control_planes), K8S_CP, K8S_CP,
+                    _hosts_text(control_planes[1:]), K8S_CP, K8S_CP, K8S_CP, K8S_CP),
+            ))
+
+    if mode == "kube_vip" and vip is not None:
+        for host in hosts:
+            for address, names in addresses[host]:
+                if address == vip:
+                    out.append(record(
+                        host, "api_endpoint", K8S_CP + "vip", str(vip), "an unused address", False,
+                        "%svip %s is the address of this host (%s): kube-vip would take over the node's own "
+                        "address; choose an unused IP address of the control planes' subnet for %svip" % (
+                            K8S_CP, vip, ", ".join(names), K8S_CP),
+                    ))
+
+    endpoint_host, endpoint_port = None, port
+    if endpoint:
+        try:
+            endpoint_host, endpoint_port = split_endpoint(endpoint, port)
+        except ValueError:
+            endpoint_host = None  # the rule check reported it
+    endpoint_ip = _ip(endpoint_host) if endpoint_host else None
+    if endpoint_ip is not None:
+        cp_addresses = {}
+        for host in control_planes:
+            for address, _ in addresses[host]:
+                cp_addresses.setdefault(address, host)
+        owner = cp_addresses.get(endpoint_ip)
+        if mode == "external":
+            if owner is not None and endpoint_port == port:
+                out.append(record(
+                    reference, "api_endpoint", K8S_CP + "endpoint", endpoint, "a load balancer", False,
+                    "%sendpoint %s (ha_mode external: the load balancer) is the address of control plane %s on "
+                    "%sapi_port %d, where its own API server listens: the nodes would reach %s only, not a load "
+                    "balancer, and lose the API when it is down; set %sendpoint to the load balancer" % (
+                        K8S_CP, endpoint, owner, K8S_CP, port, owner, K8S_CP),
+                    WARNING,
+                ))
+        elif endpoint_ip != vip and owner is None:
+            known = all(addresses[h] for h in control_planes) and control_planes
+            # kube_vip with a valid VIP: the rule check already reports an endpoint that is not the VIP
+            covered = mode == "kube_vip" and vip is not None
+            if known and not covered:
+                where = ", ".join("%s %s" % (h, "/".join(str(a) for a, _ in addresses[h])) for h in control_planes)
+                if mode == "none":
+                    out.append(record(
+                        reference, "api_endpoint", K8S_CP + "endpoint", endpoint, "a control plane's address",
+                        False,
+                        "%sendpoint %s is not the address of a control plane (%s) and %sha_mode is none, so no "
+                        "load balancer or VIP holds it: nothing would answer there; leave %sendpoint empty (the "
+                        "first control plane's address) or set it to a control plane's address, or set %sha_mode "
+                        "external when a load balancer answers at %s" % (
+                            K8S_CP, endpoint, where, K8S_CP, K8S_CP, K8S_CP, endpoint),
+                    ))
+                else:
+                    out.append(record(
+                        reference, "api_endpoint", K8S_CP + "endpoint", endpoint, "the VIP", False,
+                        "%sendpoint %s is neither the VIP nor the address of a control plane (%s): nothing may "
+                        "answer there; leave %sendpoint empty (the VIP)" % (K8S_CP, endpoint, where, K8S_CP),
+                        WARNING,
+                    ))
+    if not out and not reported:
+        if endpoint:
+            shown = endpoint
+        elif mode == "kube_vip":
+            shown = "the VIP %s" % (vip or "?")
+        else:
+            shown = "the address of %s" % reference
+        out.append(record(
+            INVENTORY, "api_endpoint", K8S_CP + "endpoint", endpoint, "an endpoint the nodes reach", True,
+            "the nodes reach the API at %s (%sha_mode %s, %d control plane(s))" % (
+                shown, K8S_CP, mode, len(control_planes)),
+        ))
+    return out
+
+
+def _version_skew_checks(hosts, control_planes, settings, cluster):
+    wanted_text = cluster.get(K8S_CP + "version")
+    wanted = _release(wanted_text)
+    if wanted is None:
+        return []
+    minor = "%d.%d" % wanted[:2]
+    oldest = "%d.%d" % (wanted[0], max(wanted[1] - KUBELET_MAX_MINORS_OLDER, 0))
+    name = "kubernetes_node_version"
+    out = []
+    for host in hosts:
+        usable, text, _ = settings.value(host, name)
+        have = _release(text) if usable else None
+        if have is None:
+            continue  # the rule check reported it
+        if host in control_planes:
+            ok = have[:2] == wanted[:2] and have[2] >= wanted[2]
+            if ok:
+                message = "kubeadm and kubelet %s (%s) deploy and run %sversion %s" % (text, name, K8S_CP, wanted_text)
+            elif have[:2] != wanted[:2]:
+                message = ("%s %s (kubeadm and kubelet of this control plane) is not a %s release like %sversion %s: "
+                           "kubeadm sets up the control plane of its own minor only; set %s to %s (or a newer %s "
+                           "patch) on the control planes" % (name, text, minor, K8S_CP, wanted_text, name,
+                                                              wanted_text, minor))
+            else:
+                message = ("%s %s (kubeadm of this control plane) is older than %sversion %s: kubeadm cannot deploy "
+                           "a control plane newer than itself; set %s to %s (or a newer %s patch) on the control "
+                           "planes" % (name, text, K8S_CP, wanted_text, name, wanted_text, minor))
+            out.append(record(host, "kubernetes_version_skew", name, text, "%s.Z, Z >= %d" % (minor, wanted[2]), ok,
+                              message))
+            continue
+        behind = wanted[1] - have[1] if have[0] == wanted[0] else None
+        ok = behind is not None and 0 <= behind <= KUBELET_MAX_MINORS_OLDER
+        if ok:
+            message = "kubelet %s (%s) is within the version skew policy of %sversion %s" % (
+                text, name, K8S_CP, wanted_text)
+        elif behind is None:
+            message = "%s %s (the kubelet) is not a %d.x release like %sversion %s; set %s to a release from %s " \
+                      "to %s" % (name, text, wanted[0], K8S_CP, wanted_text, name, oldest, minor)
+        elif behind < 0:
+            message = ("%s %s (the kubelet) is newer than %sversion %s: a kubelet must not be newer than the API "
+                       "server (Kubernetes version skew policy); set %s to a %s release or older (down to %s)" % (
+                           name, text, K8S_CP, wanted_text, name, minor, oldest))
+        else:
+            message = ("%s %s (the kubelet) is %d minor versions older than %sversion %s: the Kubernetes version "
+                       "skew policy allows a kubelet at most %d minors older than the API server; set %s to a "
+                       "release from %s to %s" % (name, text, behind, K8S_CP, wanted_text,
+                                                 KUBELET_MAX_MINORS_OLDER, name, oldest, minor))
+        out.append(record(host, "kubernetes_version_skew", name, text, "%s to %s" % (oldest, minor), ok, message))
+    return out
+
+
+def _cni_checks(hosts, settings, cluster):
+    pod_subnet = cluster.get(K8S_CP + "pod_subnet")
+    if not pod_subnet:
+        return []
+    wanted = network(pod_subnet)
+    out = []
+    for host in hosts:
+        usable, value, _ = settings.value(host, "cni_pod_subnet")
+        if not usable or value in (None, "") or settings.value(host, "cni_plugin")[1] == "none":
+            continue
+        net = network(value)
+        ok = net == wanted if net is not None and wanted is not None else str(value) == str(pod_subnet)
+        out.append(record(
+            host, "cni_pod_subnet", "cni_pod_subnet", value, pod_subnet, ok,
+            "cni_pod_subnet %s is %spod_subnet" % (value, K8S_CP) if ok else
+            "cni_pod_subnet %s is not %spod_subnet %s: the CNI would give pods addresses outside the pod subnet "
+            "the cluster allocates node pod ranges from; set cni_pod_subnet to %s, or leave it empty and the cni "
+            "role reads the cluster's" % (value, K8S_CP, pod_subnet, pod_subnet),
+        ))
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -1069,7 +1449,8 @@ _INVENTORY_CHECKS = frozenset((
     "group_defined", "group_not_empty", "control_plane_odd", "host_in_cluster", "gpu_worker_in_workers",
     "node_name", "node_name_unique", "ansible_host_unique", "node_ip_unique", "variables", "variable_unknown",
     "variable_type", "variable_choice", "variable_range", "variable_format", "variable_template",
-    "variable_required",
+    "variable_required", "variable_rule", "kubernetes_consistent", "node_address_subnet", "api_endpoint",
+    "kubernetes_version_skew", "cni_pod_subnet",
 ))
 
 

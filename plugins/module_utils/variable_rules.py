@@ -155,6 +155,8 @@ def kubernetes_control_plane(values):
     if not DNS1123_RE.match(domain):
         errors.append((p + "dns_domain", "%sdns_domain %r is not a DNS domain" % (p, domain)))
     port = values.get(p + "api_port")
+    if isinstance(port, str) and port.strip().isdigit():  # inventory strings, as Ansible's int conversion takes them
+        port = int(port)
     if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         errors.append((p + "api_port", "%sapi_port %r is not a port (1-65535)" % (p, port)))
         port = 6443
