@@ -656,12 +656,13 @@ class Harness:
         with self.api_client() as api_client:
             core = client.CoreV1Api(api_client)
             version = self.state["version"]["KUBERNETES_VERSION"]
+            statuses = {}
             for spec in nodes:
                 body = node_object(spec, version)
-                status = body.pop("status")
+                statuses[spec.name] = body.pop("status")
                 core.create_node(body)
                 # the API server ignores status on create: set it as a kubelet would
-                core.patch_node_status(spec.name, {"status": status})
+                core.patch_node_status(spec.name, {"status": statuses[spec.name]})
             self.state["nodes"] = [n.name for n in nodes]
             self._save_state()
 
@@ -671,6 +672,13 @@ class Harness:
                 not_ready = [n.metadata.name for n in items
                              if not any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
                              or any(t.key in LIFECYCLE_TAINTS for t in (n.spec.taints or []))]
+                # kwok fills nodeInfo with its own version when its first status write raced ours:
+                # put the node's kubelet version back (roles such as kubernetes_upgrade read it)
+                for node in items:
+                    if node.metadata.name in statuses and (node.status.node_info is None
+                                                           or node.status.node_info.kubelet_version != version):
+                        core.patch_node_status(node.metadata.name, {"status": statuses[node.metadata.name]})
+                        not_ready.append(node.metadata.name)
                 return not not_ready and len(items) == len(nodes), f"not Ready yet: {', '.join(not_ready)}"
 
             def default_service_account():

@@ -7,7 +7,12 @@ The binaries come from tests/k8s/build.sh (built on a cold machine, reused when 
 control plane listens on 127.0.0.1 only and is stopped, with its files, when the session ends.
 """
 
+import os
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -56,3 +61,39 @@ def namespace(core_v1):
     core_v1.create_namespace({"metadata": {"name": name}})
     yield name
     core_v1.delete_namespace(name)
+
+
+# --- helpers the test modules import (from conftest import ...) ------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(what, check, timeout=60):
+    """check()'s first true value, polled every 0.25 s; AssertionError after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+def ansible_playbook(inventory, bin_dir, playbook, *extra, timeout=600):
+    """ansible-playbook from the repo root with its ansible.cfg, the harness binaries first on PATH."""
+    env = {**os.environ, "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", "LC_ALL": "C.UTF-8"}
+    return subprocess.run(["ansible-playbook", "-i", str(inventory), str(playbook), *extra], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def recap(output):
+    """{host: {ok, changed, failed, ...}} of the PLAY RECAP."""
+    out = {}
+    for line in output.split("PLAY RECAP")[-1].splitlines():
+        host, _, counts = line.partition(" : ")
+        pairs = [p.split("=") for p in counts.split()]
+        if counts and all(len(p) == 2 and p[1].isdigit() for p in pairs):
+            out[host.strip()] = {k: int(v) for k, v in pairs}
+    return out

@@ -8,7 +8,6 @@ with MIG (16x 1g.20gb, mixed strategy), a T4 node, a CPU worker and a control-pl
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,22 +16,14 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from gpuforge import k8s_harness
+
+from conftest import wait_for
 from gpuforge.runner import run_playbook
 from gpuforge.shared import find_shared_dir
 
 HERE = Path(__file__).resolve().parent
 H100, A100, T4 = "gpu-h100-01", "gpu-a100-mig-01", "gpu-t4-01"
 
-
-def wait_for(what, check, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)
 
 
 def gpu_pod(name, resources, **spec):
@@ -298,3 +289,11 @@ def test_helm_installs_the_device_plugin_chart_onto_gpu_nodes(harness, core_v1):
         subprocess.run([harness.tool("helm"), "uninstall", "nvdp", "--namespace", "nvidia-device-plugin", "--wait",
                         *env_args], capture_output=True, text=True, check=False, timeout=180)
         core_v1.delete_namespace("nvidia-device-plugin")
+
+
+def test_every_node_reports_the_kubelet_version(harness, core_v1):
+    """kwok writes its own version into nodeInfo when its first status write races the harness's;
+    the harness puts the release back before it says the nodes are Ready (upgrade tests rely on it)."""
+    version = k8s_harness.versions()["KUBERNETES_VERSION"]
+    assert {n.metadata.name: n.status.node_info.kubelet_version for n in core_v1.list_node().items} == {
+        name: version for name in harness.state["nodes"]}

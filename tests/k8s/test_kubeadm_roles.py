@@ -15,30 +15,19 @@ import yaml
 
 from gpuforge import k8s_harness
 
+from conftest import ansible_playbook, recap
+
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]
 PLAYBOOK = HERE / "playbooks" / "kubeadm_roles.yml"
 
 
 def ansible(inventory, bin_dir, *extra, check=True):
-    env = {**os.environ, "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", "LC_ALL": "C.UTF-8"}
-    proc = subprocess.run(["ansible-playbook", "-v", "-i", str(inventory), str(PLAYBOOK), *extra], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
+    proc = ansible_playbook(inventory, bin_dir, PLAYBOOK, "-v", *extra)
     if check:
         assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     return proc
 
-
-def recap(output):
-    """{host: {ok, changed, failed, ...}} of the PLAY RECAP."""
-    out = {}
-    for line in output.split("PLAY RECAP")[-1].splitlines():
-        host, _, counts = line.partition(" : ")
-        pairs = [p.split("=") for p in counts.split()]
-        if counts and all(len(p) == 2 and p[1].isdigit() for p in pairs):
-            out[host.strip()] = {k: int(v) for k, v in pairs}
-    return out
 
 
 def inventory(tmp_path, harness, control_planes, workers=(), **cluster):
