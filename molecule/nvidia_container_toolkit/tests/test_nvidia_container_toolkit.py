@@ -47,7 +47,7 @@ REPORT = "/etc/ansible/facts.d/gpuforge_nvidia_container_toolkit.fact"
 RUNTIME = "/usr/bin/nvidia-container-runtime"
 TOOLKIT_PACKAGES = ["nvidia-container-toolkit", "nvidia-container-toolkit-base"]  # hosts 3 and 4
 ALL_PACKAGES = TOOLKIT_PACKAGES + ["libnvidia-container-tools", "libnvidia-container1"]
-SANDBOX = "registry.k8s.io/pause:3.10"  # files/containerd-config-v*.toml
+SANDBOX = "mirror.example.internal:5000/pause:3.10"  # files/containerd-config-v*.toml
 V1_CRI = "io.containerd.grpc.v1.cri"
 V2_CRI = "io.containerd.cri.v1.runtime"
 
