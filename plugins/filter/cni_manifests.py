@@ -3,12 +3,12 @@
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
 """The cluster's CNI from its upstream files, set to the cluster's pod network (gpuforge.cluster.cni).
 
-``cni_pod_network(value, kubeadm_config)`` reconciles the pod subnet a play asks for
-(``cni_pod_subnet``, "" = the cluster's) with the one ``kubeadm init`` recorded in the
-ClusterConfiguration of ConfigMap kube-system/kubeadm-config (``kubeadm_config``: that ConfigMap
-as kubernetes.core.k8s_info returns it, its ``resources`` list, or nothing) and returns
-``{"subnet": "10.32.0.0/16", "cluster": "...", "errors": [...]}``: the subnet to use (an IPv4
-network, normalized) and what is wrong, each message naming the variable.
+``cni_pod_network(value, kubeadm_config)`` checks the cluster model's pod subnet
+(``gpuforge_pod_subnet``) against the one ``kubeadm init`` recorded in the ClusterConfiguration of
+ConfigMap kube-system/kubeadm-config (``kubeadm_config``: that ConfigMap as kubernetes.core.k8s_info
+returns it, or its ``resources`` list) and returns ``{"subnet": "10.32.0.0/16", "cluster": "...",
+"errors": [...]}``: the subnet to use (an IPv4 network, normalized) and what is wrong, each message
+naming the variable.
 
 ``cni_calico_manifest(documents, pod_subnet, encapsulation, mtu)`` sets Calico's manifest
 (manifests/calico.yaml, the documents as ``from_yaml_all`` reads them) to the pod subnet:
@@ -41,11 +41,13 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
-import re
 from collections.abc import Mapping, Sequence
 
 import yaml
 from ansible.errors import AnsibleFilterError
+
+from ansible_collections.gpuforge.cluster.plugins.module_utils import names
+from ansible_collections.gpuforge.cluster.plugins.module_utils.variable_rules import pod_network_problem
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 KUBEADM_CONFIG = "ConfigMap kube-system/kubeadm-config"
@@ -69,13 +71,8 @@ POD_SPEC_PATHS = {
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_HOST = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]{1,5})?"
-REGISTRY_RE = re.compile(r"^%s(?:/%s)*$" % (_HOST, _COMPONENT))
-IMAGE_RE = re.compile(r"^(?:%s/)?%s(?:/%s)*(?::[\w][\w.-]{0,127})?(?:@[A-Za-z0-9+._-]+:[0-9a-fA-F]{32,})?$"
-                      % (_HOST, _COMPONENT, _COMPONENT))
-MIN_PREFIX = 8
-MAX_PREFIX = 24
+REGISTRY_RE = names.REGISTRY_RE
+IMAGE_RE = names.IMAGE_RE
 
 
 def _error(name, message):
@@ -124,21 +121,12 @@ def _label(documents):
 
 
 def _network(value):
-    """ipaddress.IPv4Network of a CIDR string, or a message saying why not."""
-    text = "" if value is None else str(value).strip()
-    if "/" not in text:
-        return None, "%r is not a network in CIDR notation (address/prefix length)" % text
-    try:
-        net = ipaddress.ip_network(text, strict=True)
-    except ValueError as exc:
-        return None, "%r is not a valid network (%s)" % (text, exc)
-    if net.version != 4:
-        return None, "%r is not an IPv4 network (the role sets up one IPv4 pod network)" % text
-    if not MIN_PREFIX <= net.prefixlen <= MAX_PREFIX:
-        return None, ("%r is a /%d: the pod network must be between a /%d and a /%d (each node takes a /24 of "
-                      "it with Flannel and Cilium, /26 blocks with Calico)"
-                      % (text, net.prefixlen, MIN_PREFIX, MAX_PREFIX))
-    return net, ""
+    """ipaddress.IPv4Network of a CIDR string, or a message saying why not (variable_rules.pod_network_problem,
+    the rule preflight applies to gpuforge_pod_subnet before any host is contacted)."""
+    why = pod_network_problem(value)
+    if why:
+        return None, why
+    return ipaddress.ip_network(str(value).strip(), strict=True), ""
 
 
 def _subnet_arg(name, pod_subnet):
@@ -174,8 +162,10 @@ def _cluster_configuration(kubeadm_config):
 
 
 def cni_pod_network(value, kubeadm_config=None):
-    """{subnet, cluster, service, errors}: the pod subnet to use, from cni_pod_subnet and the cluster's."""
+    """{subnet, cluster, service, errors}: the pod subnet of the cluster model (gpuforge_pod_subnet) checked
+    against the one kubeadm init recorded; the CNI goes on a cluster kubeadm made, so that record must exist."""
     errors = []
+    variable = "gpuforge_pod_subnet"
     wanted = "" if value is None else str(value).strip()
     config, problem = _cluster_configuration(kubeadm_config)
     if problem:
@@ -184,11 +174,9 @@ def cni_pod_network(value, kubeadm_config=None):
     cluster = str(networking.get("podSubnet") or "").strip()
     service = str(networking.get("serviceSubnet") or "").strip()
 
-    subnet = None
-    if wanted:
-        subnet, why = _network(wanted)
-        if subnet is None:
-            errors.append("cni_pod_subnet: %s" % why)
+    subnet, why = _network(wanted)
+    if subnet is None:
+        errors.append("%s: %s" % (variable, why))
     if cluster:
         where = "the cluster's pod subnet (networking.podSubnet in %s)" % KUBEADM_CONFIG
         if "," in cluster:
@@ -199,17 +187,13 @@ def cni_pod_network(value, kubeadm_config=None):
             except ValueError as exc:
                 errors.append("%s %r is not a network (%s)" % (where, cluster, exc))
             else:
-                if wanted and subnet is not None and subnet != cluster_net:
-                    errors.append("cni_pod_subnet is %s but %s is %s: they must be the same network "
-                                  "(leave cni_pod_subnet empty to use the cluster's)" % (wanted, where, cluster))
-                elif not wanted:
-                    subnet, why = _network(str(cluster_net))
-                    if subnet is None:
-                        errors.append("%s: %s" % (where, why))
-    elif not wanted and not problem:
-        errors.append("cni_pod_subnet is empty and the cluster records no pod subnet (no networking.podSubnet in "
-                      "the ClusterConfiguration of %s): set cni_pod_subnet to the cluster's pod network"
-                      % KUBEADM_CONFIG)
+                if subnet is not None and subnet != cluster_net:
+                    errors.append("%s is %s but %s is %s: kubeadm init fixed it when it created the cluster; set %s "
+                                  "to %s" % (variable, wanted, where, cluster, variable, cluster))
+    elif not problem:
+        errors.append("the cluster records no pod subnet (no networking.podSubnet in the ClusterConfiguration of %s, "
+                      "which kubeadm init uploads): the CNI goes on a cluster kubeadm made, on the pod subnet it "
+                      "recorded (%s %s)" % (KUBEADM_CONFIG, variable, wanted or "empty"))
 
     if subnet is not None and service:
         try:

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.gpuforge.cluster.plugins.module_utils.variable_rules import split_endpoint
+from ansible_collections.gpuforge.cluster.plugins.module_utils.names import split_endpoint
 
 TOKEN_RE = re.compile(r"\b[a-z0-9]{6}\.[a-z0-9]{16}\b")
 HASH_RE = re.compile(r"\bsha256:[a-f0-9]{64}\b")

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: (c) gpuforge maintainers
 # Apache License 2.0 (see https://www.apache.org/licenses/LICENSE-2.0)
-"""Node labels and taints gpuforge manages, next to those others set.
+"""Node labels and taints gpuforge manages, next to those others set; the pods a drain must move.
 
 ``k8s_node_patch(node, labels, taints)`` compares a Node object (as the API returns it,
 kubernetes.core.k8s_info) with the labels and taints gpuforge wants on it and returns
@@ -9,22 +9,22 @@ kubernetes.core.k8s_info) with the labels and taints gpuforge wants on it and re
 removes the labels and taints gpuforge set earlier and no longer wants (their keys are kept in
 the annotations ``gpuforge.io/managed-labels`` and ``gpuforge.io/managed-taints``), and
 leaves every label and taint set by others (kubeadm, the node lifecycle controller, users).
+
+``k8s_drain_blockers(pods)`` lists the pods of a node that a drain must see leave (gpuforge.cluster.kubernetes_drain
+waits until none is left): every pod but DaemonSet, mirror and finished ones.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.gpuforge.cluster.plugins.module_utils import names
+
 LABELS_ANNOTATION = "gpuforge.io/managed-labels"
 TAINTS_ANNOTATION = "gpuforge.io/managed-taints"
 EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
-_PREFIX = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
-KEY_RE = re.compile(r"^(%s/)?%s$" % (_PREFIX, _NAME))
-VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 
 
 def _error(message):
@@ -32,7 +32,7 @@ def _error(message):
 
 
 def _key_ok(key):
-    return isinstance(key, str) and KEY_RE.match(key) is not None and len(key.split("/")[0]) <= 253
+    return names.is_label_key(key)
 
 
 def _labels(labels):
@@ -43,7 +43,7 @@ def _labels(labels):
         text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
         if not _key_ok(key):
             _error("label key %r is not a valid Kubernetes label key" % (key,))
-        if not VALUE_RE.match(text):
+        if not names.is_label_value(text):
             _error("label %s: value %r is not a valid label value (63 characters of [A-Za-z0-9._-], "
                    "alphanumeric at both ends)" % (key, text))
         out[key] = text
@@ -58,7 +58,7 @@ def _taints(taints):
         if not isinstance(taint, Mapping) or not taint.get("key") or not taint.get("effect"):
             _error("taints[%d] needs a key and an effect, got %r" % (number, taint))
         value = "" if taint.get("value") is None else str(taint["value"])
-        if not _key_ok(taint["key"]) or not VALUE_RE.match(value):
+        if not _key_ok(taint["key"]) or not names.is_label_value(value):
             _error("taints[%d]: %r=%r is not a valid taint key and value" % (number, taint["key"], value))
         if taint["effect"] not in EFFECTS:
             _error("taints[%d]: effect %r is not one of %s" % (number, taint["effect"], ", ".join(EFFECTS)))
@@ -108,8 +108,37 @@ def k8s_node_patch(node, labels=None, taints=None):
     return {"in_sync": in_sync, "patch": patch, "removed_labels": removed_labels, "removed_taints": removed_taints}
 
 
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+
+
+def k8s_drain_blockers(pods):
+    """The pods (``namespace/name``) a drain of their node must see leave: not DaemonSet pods, not mirror (static)
+    pods, not finished ones; ``pods`` as kubernetes.core.k8s_info returns them (its ``resources``)."""
+    if isinstance(pods, Mapping) and "resources" in pods:
+        pods = pods["resources"]
+    if isinstance(pods, (str, bytes)) or not isinstance(pods, Sequence):
+        _error_named("k8s_drain_blockers", "pods must be a list of Pod objects, got %s" % type(pods).__name__)
+    out = []
+    for pod in pods:
+        if not isinstance(pod, Mapping) or not isinstance(pod.get("metadata"), Mapping):
+            _error_named("k8s_drain_blockers", "%r is not a Pod object" % (pod,))
+        metadata = pod["metadata"]
+        if MIRROR_ANNOTATION in (metadata.get("annotations") or {}):
+            continue
+        if ((pod.get("status") or {}).get("phase")) in ("Succeeded", "Failed"):
+            continue
+        if any((o or {}).get("kind") == "DaemonSet" for o in metadata.get("ownerReferences") or []):
+            continue
+        out.append("%s/%s" % (metadata.get("namespace"), metadata.get("name")))
+    return sorted(out)
+
+
+def _error_named(name, message):
+    raise AnsibleFilterError("%s: %s" % (name, message))
+
+
 class FilterModule(object):
     """gpuforge.cluster Kubernetes node filters."""
 
     def filters(self):
-        return {"k8s_node_patch": k8s_node_patch}
+        return {"k8s_node_patch": k8s_node_patch, "k8s_drain_blockers": k8s_drain_blockers}

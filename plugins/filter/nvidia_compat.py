@@ -16,14 +16,12 @@ Data and sources: ``plugins/module_utils/nvidia_catalog.py`` and docs/gpu-filter
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.gpuforge.cluster.plugins.module_utils.nvidia_catalog import (
     CatalogError,
-    cuda_gpu_problems,
     cuda_min_driver as _cuda_min_driver,
+    driver_check,
     driver_gpu_problems,
     driver_supports_cuda as _driver_supports_cuda,
     gpu_architecture as _gpu_architecture,
@@ -92,63 +90,13 @@ def driver_supports_gpu(driver, gpu_name, kernel_modules="proprietary"):
     return not _call("driver_supports_gpu", driver_gpu_problems, driver, gpu_name, kernel_modules)
 
 
-def _gpu_list(gpus):
-    """The GPU names from ansible_facts['nvidia'] (the dict or its 'gpus' list) or a list of names."""
-    if isinstance(gpus, Mapping):
-        if "gpus" not in gpus:
-            raise AnsibleFilterError("nvidia_driver_check: gpus must be ansible_facts['nvidia'], its 'gpus' list "
-                                     "or a list of GPU names; the dict has no 'gpus' key")
-        gpus = gpus["gpus"]
-    if gpus is None:
-        return []
-    if isinstance(gpus, (str, bytes)) or not isinstance(gpus, Sequence):
-        raise AnsibleFilterError("nvidia_driver_check: gpus must be a list, got %s" % type(gpus).__name__)
-    result = []
-    for position, gpu in enumerate(gpus):
-        if isinstance(gpu, Mapping):
-            name = gpu.get("name")
-            index = gpu.get("index", position)
-        else:
-            name, index = gpu, position
-        if isinstance(name, bool) or not isinstance(name, str) or not name.strip():
-            raise AnsibleFilterError("nvidia_driver_check: gpus[%d] has no GPU name (the 'name' key of "
-                                     "ansible_facts['nvidia']['gpus']), got %r" % (position, gpu))
-        result.append((index, str(name)))
-    return result
-
-
 def nvidia_driver_check(driver, gpus, cuda=None, kernel_modules="proprietary", cuda_compat="toolkit", strict=False):
     """Problems with installing ``driver`` for these GPUs (and CUDA toolkit); an empty list means none."""
     name = "nvidia_driver_check"
     _choice(name, "kernel_modules", kernel_modules, KERNEL_MODULES)
     _choice(name, "cuda_compat", cuda_compat, COMPAT)
     _bool(name, "strict", strict)
-    parts = _call(name, parse_driver, driver)
-    problems = []
-    for index, gpu_name in _gpu_list(gpus):
-        prefix = "GPU %s: " % index
-        if _call(name, _gpu_architecture, gpu_name) is None:
-            if strict:
-                problems.append(prefix + "'%s' is not in the gpuforge catalogue; its driver support is unknown"
-                                % gpu_name)
-            continue
-        problems.extend(prefix + text for text in _call(name, driver_gpu_problems, driver, gpu_name, kernel_modules))
-        if cuda is not None:
-            problems.extend(prefix + text for text in _call(name, cuda_gpu_problems, cuda, gpu_name))
-    if cuda is not None and not _call(name, _driver_supports_cuda, driver, cuda, cuda_compat):
-        needed = _call(name, _cuda_min_driver, cuda, cuda_compat)
-        shown = "driver %s" % driver if len(parts) > 1 else "driver branch R%d" % parts[0]
-        text = "%s supports CUDA up to %s; CUDA %s needs driver %s or newer" % (
-            shown, _call(name, _max_cuda_for_driver, driver, cuda_compat), cuda, needed)
-        if cuda_compat == "toolkit":
-            try:
-                minor = _cuda_min_driver(cuda, "minor")
-            except CatalogError:
-                minor = None
-            if minor and minor != needed and _driver_supports_cuda(driver, cuda, "minor"):
-                text += " (the driver runs it with CUDA minor version compatibility, cuda_compat=minor)"
-        problems.append(text)
-    return problems
+    return _call(name, driver_check, driver, gpus, cuda, kernel_modules, cuda_compat, strict)
 
 
 class FilterModule(object):

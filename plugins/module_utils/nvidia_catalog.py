@@ -21,6 +21,9 @@ Contents:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
+
+from ansible_collections.gpuforge.cluster.plugins.module_utils import names
 
 INF = float("inf")
 
@@ -377,7 +380,8 @@ def infer_mig_profile(table, memory_mib, multiprocessors=None, ofa_count=None):
 # Versions
 
 
-_DRIVER_RE = re.compile(r"^(\d{2,3})(?:\.(\d{1,3}))?(?:\.(\d{1,3}))?$")
+# A driver version or branch: names.DRIVER_VERSION_RE, the one definition the variable rules use too.
+_DRIVER_RE = names.DRIVER_VERSION_RE
 _CUDA_RE = re.compile(r"^(\d{1,2})\.(\d{1,2}|x)(?:\.(\d{1,5}))?$")
 
 
@@ -759,14 +763,73 @@ def cuda_gpu_problems(cuda, gpu_name):
 
 
 # ---------------------------------------------------------------------------
+# A driver against the GPUs of a host
+
+
+def _gpu_list(gpus):
+    """The GPU names from ansible_facts['nvidia'] (the dict or its 'gpus' list) or a list of names."""
+    if isinstance(gpus, Mapping):
+        if "gpus" not in gpus:
+            raise CatalogError("gpus must be ansible_facts['nvidia'], its 'gpus' list "
+                               "or a list of GPU names; the dict has no 'gpus' key")
+        gpus = gpus["gpus"]
+    if gpus is None:
+        return []
+    if isinstance(gpus, (str, bytes)) or not isinstance(gpus, Sequence):
+        raise CatalogError("gpus must be a list, got %s" % type(gpus).__name__)
+    result = []
+    for position, gpu in enumerate(gpus):
+        if isinstance(gpu, Mapping):
+            name = gpu.get("name")
+            index = gpu.get("index", position)
+        else:
+            name, index = gpu, position
+        if isinstance(name, bool) or not isinstance(name, str) or not name.strip():
+            raise CatalogError("gpus[%d] has no GPU name (the 'name' key of "
+                               "ansible_facts['nvidia']['gpus']), got %r" % (position, gpu))
+        result.append((index, str(name)))
+    return result
+
+
+def driver_check(driver, gpus, cuda=None, kernel_modules="proprietary", cuda_compat="toolkit", strict=False):
+    """Problems with installing ``driver`` for these GPUs (and CUDA toolkit); an empty list means none."""
+    parts = parse_driver(driver)
+    problems = []
+    for index, gpu_name in _gpu_list(gpus):
+        prefix = "GPU %s: " % index
+        if gpu_architecture(gpu_name) is None:
+            if strict:
+                problems.append(prefix + "'%s' is not in the gpuforge catalogue; its driver support is unknown"
+                                % gpu_name)
+            continue
+        problems.extend(prefix + text for text in driver_gpu_problems(driver, gpu_name, kernel_modules))
+        if cuda is not None:
+            problems.extend(prefix + text for text in cuda_gpu_problems(cuda, gpu_name))
+    if cuda is not None and not driver_supports_cuda(driver, cuda, cuda_compat):
+        needed = cuda_min_driver(cuda, cuda_compat)
+        shown = "driver %s" % driver if len(parts) > 1 else "driver branch R%d" % parts[0]
+        text = "%s supports CUDA up to %s; CUDA %s needs driver %s or newer" % (
+            shown, max_cuda_for_driver(driver, cuda_compat), cuda, needed)
+        if cuda_compat == "toolkit":
+            try:
+                minor = cuda_min_driver(cuda, "minor")
+            except CatalogError:
+                minor = None
+            if minor and minor != needed and driver_supports_cuda(driver, cuda, "minor"):
+                text += " (the driver runs it with CUDA minor version compatibility, cuda_compat=minor)"
+        problems.append(text)
+    return problems
+
+
+# ---------------------------------------------------------------------------
 # Kubernetes label values
 #
 # A label value is empty or at most 63 characters of [A-Za-z0-9._-] that begin and end
 # with an alphanumeric character (https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/).
 
-LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-LABEL_NAME_RE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+LABEL_VALUE_RE = names.LABEL_VALUE_RE
+LABEL_NAME_RE = names.LABEL_NAME_RE
+DNS_SUBDOMAIN_RE = names.DNS1123_SUBDOMAIN_RE
 
 
 def label_value(text):
@@ -780,12 +843,9 @@ def label_value(text):
 
 
 def is_label_value(value):
-    return isinstance(value, str) and len(value) <= 63 and bool(LABEL_VALUE_RE.match(value))
+    return names.is_label_value(value)
 
 
 def is_label_key(key):
-    if not isinstance(key, str) or "/" not in key:
-        return False
-    prefix, name = key.split("/", 1)
-    return (len(prefix) <= 253 and bool(DNS_SUBDOMAIN_RE.match(prefix))
-            and len(name) <= 63 and bool(LABEL_NAME_RE.match(name)))
+    """A label key with a prefix (those derived from GPUs all carry one: nvidia.com/...)."""
+    return names.is_label_key(key, prefixed=True)

@@ -93,4 +93,11 @@ build_group helm "helm" "helm.sh/helm/v3/cmd/helm" \
 build_group kubernetes "kube-apiserver kube-controller-manager kube-scheduler kubeadm kubectl kubelet" \
   "k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubeadm k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet" \
   "$k8s_ldflags" "selinux,notest,grpcnotrace"
+# The node binaries' checksums, as the release publishes one per binary: what an offline site's folder
+# carries next to them (the lab inventory's kubernetes_node_binaries_sha256 reads this file).
+sums=$bin_dir/SHA256SUMS
+if [[ $force == 1 || ! -s $sums || $sums -ot $bin_dir/kubeadm || $sums -ot $bin_dir/kubelet || $sums -ot $bin_dir/kubectl ]]; then
+  (cd "$bin_dir" && sha256sum kubeadm kubelet kubectl) >"$sums.tmp"
+  mv -f "$sums.tmp" "$sums"
+fi
 echo "build.sh: binaries in $bin_dir ($(( $(date +%s) - total ))s)"
