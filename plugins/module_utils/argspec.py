@@ -113,12 +113,13 @@ def show(value):
     return str(plain(value))
 
 
-def float_hint(value):
-    """A YAML number where text was meant: 1.30 reads as the float 1.3; the hint says to quote it."""
-    if isinstance(value, float) and not isinstance(value, bool):
-        return " (YAML read it as the number %s: quote it, e.g. \"%s\", so that it stays text)" % (value, value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return " (YAML read it as the number %s: quote it so that it stays text)" % value
+def float_hint(value, written=None):
+    """A YAML number where text was meant: 1.30 reads as the float 1.3; the hint says to quote it, as written
+    when the inventory's file says how (``written``)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if written and str(written) != str(value):
+            return " (YAML read %s as the number %s: quote it, \"%s\", so that it stays text)" % (written, value, written)
+        return " (YAML read it as the number %s: quote it, \"%s\", so that it stays text)" % (value, written or value)
     return ""
 
 
@@ -141,11 +142,12 @@ def suggest(name, candidates, cutoff=0.8):
     return scored[0][1]
 
 
-def validate_value(name, value, spec, constraint=None):
+def validate_value(name, value, spec, constraint=None, written=None):
     """Problems of one value against one argument spec option.
 
     Returns a list of ``(check, text)`` tuples; ``text`` continues a sentence that
-    starts with the variable name, e.g. ``"'maybe' is not a valid bool"``.
+    starts with the variable name, e.g. ``"'maybe' is not a valid bool"``. ``written``: the value as the
+    inventory's file writes it, when YAML read it as a number.
     """
     spec = spec or {}
     problems = []
@@ -155,7 +157,7 @@ def validate_value(name, value, spec, constraint=None):
     if wanted in ("str", "path") and isinstance(value, (int, float)) and not isinstance(value, bool) \
             and isinstance(spec.get("default"), str) and names.RELEASE_RE.match(str(spec.get("default"))):
         # a version written as a YAML number: 1.30 is 1.3 by the time anyone reads it
-        return [("variable_type", "%s is a number, not the text of a release%s" % (show(value), float_hint(value)))]
+        return [("variable_type", "%s is a number, not the text of a release%s" % (show(value), float_hint(value, written)))]
     try:
         converted = convert(value, wanted)
     except (TypeError, ValueError):

@@ -20,8 +20,11 @@ path, the API endpoint, the kubeconfig's place or the Kubernetes version::
 ``api.endpoint.host`` is empty when it is the first control plane's address and the inventory does not
 give it (``gpuforge_node_ip``): gpuforge.cluster.kubernetes_control_plane reads it from that host's facts.
 
-``problems`` are ``(host, variable, check, message)`` tuples: what makes the model unusable (preflight
-reports them with every other problem; the cluster_model role fails with them).
+``problems`` are ``(host, variable, check, message)`` tuples: what makes the model unusable (node names
+that are not DNS-1123 names or not unique, several control planes without an HA endpoint); preflight
+reports them with every other problem, the cluster_model role fails with them. A cluster without a
+control plane is not one of them (``first_control_plane`` is None): roles that need one say so, and
+preflight requires the group. ``nodes`` has every host of the inventory; ``groups`` only the cluster's.
 
 The cluster-wide variables (prefix ``gpuforge_``) and their defaults are the options of
 roles/cluster_model/meta/argument_specs.yml. ``RENAMED`` maps the variables the model replaced to
@@ -156,12 +159,15 @@ def cluster_hosts(groups):
 
 def reference_host(groups):
     """The host whose value of a cluster-wide variable is the cluster's: the first control plane, else the
-    first cluster host."""
+    first cluster host, else the first host of the inventory (a role used on its own)."""
     hosts = cluster_hosts(groups)
     control_planes = [h for h in groups.get(CONTROL_PLANE_GROUP) or [] if h in hosts]
     if control_planes:
         return control_planes[0]
-    return hosts[0] if hosts else None
+    if hosts:
+        return hosts[0]
+    everyone = [str(h) for h in groups.get("all") or []]
+    return everyone[0] if everyone else None
 
 
 def kubeconfig_default(hostvars, host, cluster_name, playbook_dir=None):
@@ -181,9 +187,6 @@ def build(groups, hostvars, specs=None, playbook_dir=None):
     workers = [str(h) for h in groups.get(WORKERS_GROUP) or [] if h in hosts]
     gpu_workers = [str(h) for h in groups.get(GPU_WORKERS_GROUP) or [] if h in hosts]
     reference = reference_host(groups)
-    if not control_planes:
-        problems.append(("inventory", "groups['control_plane']", "group_not_empty",
-                         "group control_plane has no hosts: the cluster needs a first control plane"))
 
     def cluster_value(name):
         if reference is None:
@@ -208,7 +211,10 @@ def build(groups, hostvars, specs=None, playbook_dir=None):
 
     nodes = {}
     node_hosts = {}
-    for host in hosts:
+    # Every host of the inventory has an entry (a role may run on a host outside the node groups, e.g. in
+    # its Molecule scenario); node names are judged for the cluster's hosts only.
+    everyone = hosts + [str(h) for h in groups.get("all") or [] if str(h) not in hosts]
+    for host in everyone:
         usable, node_name, _ = values.value(host, PREFIX + "node_name")
         node_name = (node_name if usable else "") or host
         usable, ip, _ = values.value(host, PREFIX + "node_ip")
@@ -224,9 +230,10 @@ def build(groups, hostvars, specs=None, playbook_dir=None):
             "kubernetes_version": str(node_version or "").strip() if usable_version and node_version else version,
             "kubeadm_dir": str(kubeadm_dir if usable_dir and kubeadm_dir else "/etc/kubernetes").rstrip("/") or "/",
         }
-        node_hosts.setdefault(str(node_name), host)
+        if host in hosts:
+            node_hosts.setdefault(str(node_name), host)
 
-    problems.extend(node_name_problems(nodes))
+    problems.extend(node_name_problems({h: nodes[h] for h in hosts}))
     endpoint_text = str(cluster[PREFIX + "control_plane_endpoint"] or "").strip()
     if len(control_planes) > 1 and mode == "none" and not endpoint_text:
         for host in control_planes[1:]:

@@ -72,7 +72,10 @@ class _Loader(yaml.SafeLoader):
 
 def _construct_mapping(loader, node, deep=False):
     seen = {}
-    for key_node, _value_node in node.value:
+    for key_node, value_node in node.value:
+        if isinstance(value_node, yaml.ScalarNode) and isinstance(key_node, yaml.ScalarNode) \
+                and value_node.tag in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:int"):
+            loader.numbers.setdefault(str(key_node.value), value_node.value)
         try:
             key = loader.construct_object(key_node, deep=True)
         except yaml.YAMLError:
@@ -94,20 +97,25 @@ _Loader.add_constructor("!vault", lambda loader, node: "<vault>")
 _Loader.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
 
 
-def load_yaml(path):
-    """(data, [(key, first line, duplicate line)], error or None) of a YAML file."""
+def load_yaml(path, numbers=None):
+    """(data, [(key, first line, duplicate line)], error or None) of a YAML file. ``numbers``: a dict that
+    gets {key: the text as written} of each value YAML reads as a number (1.30 is the float 1.3)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return None, [], str(exc)
     loader = _Loader(text)
     loader.duplicates = []
+    loader.numbers = {}
     try:
         data = loader.get_single_data()
     except yaml.YAMLError as exc:
         return None, loader.duplicates, str(exc).replace("\n", " ")
     finally:
         loader.dispose()
+        if numbers is not None:
+            for key, text in loader.numbers.items():
+                numbers.setdefault(key, text)
     return data, loader.duplicates, None
 
 
@@ -151,6 +159,7 @@ class InventoryFiles(object):
     def __init__(self, sources, groups, playbook_dir=None):
         self.duplicates = []
         self.errors = []
+        self.numbers = {}  # variable: its value as written, where YAML read a number
         self._set = {}  # variable: [(kind, owner, file)]
         self.base = None
         folders = inventory_folders(sources, playbook_dir)
@@ -176,7 +185,7 @@ class InventoryFiles(object):
             return str(path)
 
     def _load(self, path):
-        data, duplicates, error = load_yaml(path)
+        data, duplicates, error = load_yaml(path, self.numbers)
         for key, first, line in duplicates:
             self.duplicates.append((self._shown(path), key, first, line))
         if error:

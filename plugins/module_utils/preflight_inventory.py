@@ -66,7 +66,7 @@ def inventory_checks(groups, hostvars, specs=None, required_groups=None, sources
         return files.origins(variable, host, group_names or [])
 
     for host in hosts:
-        records.extend(variable_checks(host, values, specs))
+        records.extend(variable_checks(host, values, specs, files.numbers))
     for host in hosts:
         records.extend(rule_checks(host, values, specs, records))
     for host in hosts:
@@ -254,7 +254,7 @@ def _renamed(name):
     return name
 
 
-def variable_checks(host, values, specs):
+def variable_checks(host, values, specs, numbers=None):
     records = []
     prefixes = sorted(((role + "_", role) for role in specs if role != cluster.MODEL_ROLE), key=lambda p: -len(p[0]))
     known = set()
@@ -313,7 +313,8 @@ def variable_checks(host, values, specs):
                         "%s is not a variable of any role; did you mean %s? (a misspelt variable is ignored "
                         "silently)" % (name, target)))
             continue
-        for check, text in argspec.validate_value(name, value, spec[1], variable_rules.CONSTRAINTS.get(name)):
+        for check, text in argspec.validate_value(name, value, spec[1], variable_rules.CONSTRAINTS.get(name),
+                                                  written=(numbers or {}).get(name)):
             shown = REDACTED if argspec.secret(name, spec[1]) else value
             if shown is REDACTED:
                 text = text.replace(argspec.show(value), REDACTED)
@@ -326,24 +327,26 @@ def variable_checks(host, values, specs):
 
 
 def rule_checks(host, values, specs, records):
-    """The rules of every role (variable_rules.py), defaults applied. A role whose variables failed their own
-    checks on this host is not judged again."""
+    """The rules of every role (variable_rules.py), defaults applied. A variable that failed its own check on
+    this host is judged by its default instead, and the rules say nothing more about it."""
     out = []
     failed = {r["variable"] for r in records if r["host"] == host and not r["ok"]}
     merged = {}
-    unusable = set()
     for options in specs.values():
-        for name in options:
+        for name, spec in options.items():
             usable, value, _ = values.value(host, name)
-            if usable:
+            if usable and name not in failed:
                 merged[name] = value
             else:
-                unusable.add(name)
+                failed.add(name)
+                merged[name] = (spec or {}).get("default")
     for role in sorted(variable_rules.RULES):
         options = specs.get(role)
-        if not options or (failed | unusable) & set(options):
+        if not options:
             continue
         for variable, message in variable_rules.role_variable_errors(role, merged, constraints=False):
+            if variable in failed:
+                continue
             shown = REDACTED if argspec.secret(variable, (options or {}).get(variable)) else merged.get(variable)
             out.append(record(host, "variable_rule", variable, shown, "see the message", False,
                               "%s (%s)" % (message, "cluster-wide variables" if role == cluster.MODEL_ROLE

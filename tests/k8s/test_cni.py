@@ -54,7 +54,7 @@ def run_role(harness, bundle, tmp_path):
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}}))
 
     def run(check=False, **variables):
-        extravars = {"cni_kubeconfig": str(harness.kubeconfig), "cni_bundle_dir": str(bundle),
+        extravars = {"gpuforge_kubeconfig": str(harness.kubeconfig), "cni_bundle_dir": str(bundle),
                      "cni_helm_binary": harness.tool("helm"), "cni_wait_timeout": 120, **variables}
         return run_playbook(PLAYBOOK, inventory, extravars=extravars, check=check)
     return run
@@ -129,50 +129,58 @@ def node_names(core_v1):
 
 # --- what stops the role before it applies anything -------------------------------------------
 
-def test_no_pod_subnet_anywhere_fails_naming_the_variable(run_role, kubeadm_config, core_v1):
-    kubeadm_config(None)  # a cluster kubeadm did not make: no kube-system/kubeadm-config
+def test_a_cluster_without_a_recorded_pod_subnet_fails_naming_the_variable(run_role, kubeadm_config, core_v1):
+    # The pod subnet is the cluster model's (gpuforge_pod_subnet, never empty); the CNI goes only on the subnet
+    # kubeadm recorded, and a cluster kubeadm did not make (no kube-system/kubeadm-config) has none.
+    kubeadm_config(None)
     msg = failure(run_role(cni_plugin="flannel"))
-    assert msg.startswith(f"{HOST}: cni_pod_subnet is empty and the cluster records no pod subnet"), msg
+    assert msg.startswith(f"{HOST}: the cluster records no pod subnet"), msg
+    assert "(gpuforge_pod_subnet 10.244.0.0/16)" in msg, msg
     assert "kube-flannel" not in namespaces(core_v1)
 
 
 def test_a_pod_subnet_unlike_the_clusters_fails_naming_both(run_role, kubeadm_config, apps_v1):
     kubeadm_config({"podSubnet": "10.40.0.0/16", "serviceSubnet": "10.96.0.0/12"})
-    msg = failure(run_role(cni_plugin="calico", cni_pod_subnet="10.99.0.0/16"))
-    assert msg.startswith(f"{HOST}: cni_pod_subnet is 10.99.0.0/16 but the cluster's pod subnet (networking.podSubnet "
+    msg = failure(run_role(cni_plugin="calico", gpuforge_pod_subnet="10.99.0.0/16"))
+    assert msg.startswith(f"{HOST}: gpuforge_pod_subnet is 10.99.0.0/16 but the cluster's pod subnet (networking.podSubnet "
                           "in ConfigMap kube-system/kubeadm-config) is 10.40.0.0/16"), msg
     assert not apps_v1.list_namespaced_daemon_set("kube-system", field_selector="metadata.name=calico-node").items
 
 
 @pytest.mark.parametrize("variables, message", [
-    ({"cni_kubeconfig": ""}, "cni_kubeconfig must name an admin kubeconfig on the controller"),
-    ({"cni_image_registry": "https://mirror.example.internal"}, 'cni_image_registry "https://mirror.example.internal" '
+    ({"gpuforge_kubeconfig": "/nonexistent/admin.conf"},
+     "the admin kubeconfig /nonexistent/admin.conf (gpuforge_kubeconfig) is not on the controller"),
+    ({"cni_image_registry": "https://mirror.example.internal"}, "cni_image_registry 'https://mirror.example.internal' "
                                                                 "must be a registry host[:port]"),
     ({"cni_calico_version": "v0.0.1"}, "calico/v0.0.1/calico.yaml is not on the controller: cni_bundle_dir"),
     ({"cni_plugin": "cilium", "cni_cilium_kube_proxy_replacement": True},
-     "cni_cilium_kube_proxy_replacement (True) needs cni_cilium_k8s_service_host"),
-    ({"cni_pod_subnet": "10.40.0.1/16"}, "cni_pod_subnet: '10.40.0.1/16' is not a valid network"),
+     "cni_cilium_kube_proxy_replacement needs cni_cilium_k8s_service_host"),
+    ({"gpuforge_pod_subnet": "10.40.0.1/16"}, "gpuforge_pod_subnet '10.40.0.1/16' is not a network in CIDR notation"),
 ])
 def test_bad_variables(run_role, kubeadm_config, variables, message):
-    kubeadm_config(None)
-    msg = failure(run_role(**{"cni_pod_subnet": "10.40.0.0/16", **variables}))
+    kubeadm_config({"podSubnet": "10.40.0.0/16", "serviceSubnet": "10.96.0.0/12"})
+    msg = failure(run_role(**{"gpuforge_pod_subnet": "10.40.0.0/16", **variables}))
     assert msg.startswith(f"{HOST}: ") and message in msg, msg
 
 
 def test_plugin_none_does_nothing(run_role):
-    run = run_role(cni_plugin="none", cni_kubeconfig="", cni_bundle_dir="")
-    # only the argument spec check runs: no kubeconfig or bundle needed
-    assert run.ok and run.hosts[HOST]["changed"] == 0 and run.hosts[HOST]["ok"] == 1, run.table()
+    run = run_role(cni_plugin="none", gpuforge_kubeconfig="/nonexistent/admin.conf", cni_bundle_dir="")
+    # only the argument spec checks and the cluster model run: no kubeconfig or bundle needed
+    assert run.ok and run.hosts[HOST]["changed"] == 0, run.table()
+    ran = {r["task"] for r in run.results if r["status"] != "skipped"}
+    model = {"Derive the model from the inventory", "Stop when the inventory cannot give a model",
+             "Give every host the model"}
+    assert ran and all(t.startswith("Validating arguments") or t in model for t in ran), ran
 
 
 # --- Flannel ----------------------------------------------------------------------------------
 
 def test_flannel(run_role, harness, bundle, kubeadm_config, core_v1, apps_v1):
-    kubeadm_config(None)  # the pod subnet is cni_pod_subnet's
+    kubeadm_config({"podSubnet": "10.48.0.0/16", "serviceSubnet": "10.96.0.0/12"})  # as kubeadm init recorded it
     mirror = "mirror.example.internal/cni"  # a mirror with a path
     try:
         converge_idempotent_check(run_role, lambda: "kube-flannel" in namespaces(core_v1), cni_plugin="flannel",
-                                  cni_pod_subnet="10.48.0.0/16", cni_image_registry=mirror)
+                                  gpuforge_pod_subnet="10.48.0.0/16", cni_image_registry=mirror)
         namespace = core_v1.read_namespace("kube-flannel")
         assert namespace.metadata.labels["app.kubernetes.io/managed-by"] == "gpuforge"
         cfg = core_v1.read_namespaced_config_map("kube-flannel-cfg", "kube-flannel")
@@ -200,10 +208,11 @@ def test_flannel(run_role, harness, bundle, kubeadm_config, core_v1, apps_v1):
 def test_cilium(run_role, harness, kubeadm_config, core_v1, apps_v1):
     kubeadm_config({"podSubnet": "10.40.0.0/16", "serviceSubnet": "10.96.0.0/12"})
     port = harness.state["ports"]["kube-apiserver"]
-    variables = {"cni_plugin": "cilium", "cni_image_registry": MIRROR, "cni_cilium_kube_proxy_replacement": True,
+    variables = {"cni_plugin": "cilium", "gpuforge_pod_subnet": "10.40.0.0/16", "cni_image_registry": MIRROR,
+                 "cni_cilium_kube_proxy_replacement": True,
                  "cni_cilium_k8s_service_host": "127.0.0.1", "cni_cilium_k8s_service_port": port}
     try:
-        # the pod subnet is the cluster's (cni_pod_subnet empty)
+        # the pod subnet is the cluster model's, as kubeadm recorded it
         converge_idempotent_check(run_role, lambda: bool(apps_v1.list_namespaced_daemon_set(
             "kube-system", field_selector="metadata.name=cilium").items), **variables)
         config = core_v1.read_namespaced_config_map("cilium-config", "kube-system").data

@@ -33,13 +33,13 @@ def ansible(inventory, bin_dir, *extra, check=True):
 def inventory(tmp_path, harness, control_planes, workers=(), **cluster):
     hosts = {}
     for number, name in enumerate(control_planes):
-        hosts[name] = {"kubernetes_control_plane_advertise_address": f"192.0.2.{21 + number}",
-                       "kubernetes_control_plane_config_dir": str(harness.workdir if number == 0 else tmp_path / name)}
+        hosts[name] = {"gpuforge_node_ip": f"192.0.2.{21 + number}",
+                       "gpuforge_kubeadm_dir": str(harness.workdir if number == 0 else tmp_path / name)}
     for name in workers:
-        hosts[name] = {"kubernetes_worker_config_dir": str(tmp_path / name)}
+        hosts[name] = {"gpuforge_kubeadm_dir": str(tmp_path / name)}
     data = {"all": {
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                 "kubernetes_control_plane_kubeconfig_dest": str(tmp_path / "artifacts" / "admin.conf"), **cluster},
+                 "gpuforge_kubeconfig": str(tmp_path / "artifacts" / "admin.conf"), **cluster},
         "children": {"k8s_cluster": {"children": {
             "control_plane": {"hosts": {h: hosts[h] for h in control_planes}},
             "workers": {"hosts": {h: hosts[h] for h in workers}}}}}}}
@@ -64,14 +64,14 @@ def init_dry_run(harness, tmp_path):
 
 SHAPES = {
     "single": ({}, {"endpoint": "192.0.2.21:6443", "pods": "10.244.0.0/16", "services": "10.96.0.0/12"}),
-    "custom-cidrs": ({"kubernetes_control_plane_pod_subnet": "172.20.0.0/14",
-                      "kubernetes_control_plane_service_subnet": "172.16.0.0/16",
-                      "kubernetes_control_plane_dns_domain": "gpu.internal",
+    "custom-cidrs": ({"gpuforge_pod_subnet": "172.20.0.0/14",
+                      "gpuforge_service_subnet": "172.16.0.0/16",
+                      "gpuforge_dns_domain": "gpu.internal",
                       "kubernetes_control_plane_image_repository": "mirror.example.internal:5000/k8s",
                       "kubernetes_control_plane_skip_phases": ["addon/kube-proxy"]},
                      {"endpoint": "192.0.2.21:6443", "pods": "172.20.0.0/14", "services": "172.16.0.0/16"}),
-    "external-lb": ({"kubernetes_control_plane_ha_mode": "external",
-                     "kubernetes_control_plane_endpoint": "k8s-api.example.internal:8443"},
+    "external-lb": ({"gpuforge_ha_mode": "external",
+                     "gpuforge_control_plane_endpoint": "k8s-api.example.internal:8443"},
                     {"endpoint": "k8s-api.example.internal:8443", "pods": "10.244.0.0/16", "services": "10.96.0.0/12"}),
 }
 
@@ -98,10 +98,10 @@ def test_cluster_shapes_render_what_kubeadm_init_accepts(harness, k8s_bin, tmp_p
 def test_bad_variables_stop_before_anything_is_written(harness, k8s_bin, tmp_path):
     config = harness.workdir / "gpuforge" / "kubeadm-config.yaml"
     before = config.read_text() if config.exists() else None
-    proc = ansible(inventory(tmp_path, harness, ["cp-01"], kubernetes_control_plane_pod_subnet="10.96.0.0/16"), k8s_bin,
+    proc = ansible(inventory(tmp_path, harness, ["cp-01"], gpuforge_pod_subnet="10.96.0.0/16"), k8s_bin,
                    check=False)
     assert proc.returncode != 0
-    assert "cp-01: kubernetes_control_plane_service_subnet 10.96.0.0/12 overlaps kubernetes_control_plane_pod_subnet " \
+    assert "cp-01: gpuforge_service_subnet 10.96.0.0/12 overlaps gpuforge_pod_subnet " \
            "10.96.0.0/16" in proc.stdout
     assert (config.read_text() if config.exists() else None) == before
 
@@ -121,8 +121,8 @@ def tokens(harness, k8s_bin):
 
 def test_join_credentials_pass_kubeadm_join_dry_run(harness, k8s_bin, tmp_path, bootstrap_ready):
     path = inventory(tmp_path, harness, ["cp-01", "cp-02"], ["wk-01"],
-                     kubernetes_control_plane_endpoint=f"127.0.0.1:{harness.state['ports']['kube-apiserver']}",
-                     kubernetes_control_plane_ha_mode="external")
+                     gpuforge_control_plane_endpoint=f"127.0.0.1:{harness.state['ports']['kube-apiserver']}",
+                     gpuforge_ha_mode="external")
     before = len(tokens(harness, k8s_bin))
     proc = ansible(path, k8s_bin, "-e", "__kubernetes_control_plane_join_config_only=true")
     joins = {h: tmp_path / h / "gpuforge" / "kubeadm-join.yaml" for h in ("cp-02", "wk-01")}
@@ -160,8 +160,8 @@ def test_join_credentials_pass_kubeadm_join_dry_run(harness, k8s_bin, tmp_path, 
 def test_a_wrong_certificate_key_is_refused(harness, k8s_bin, tmp_path, bootstrap_ready):
     """The dry run above would not notice a useless certificate key unless kubeadm checks it: it does."""
     path = inventory(tmp_path, harness, ["cp-01", "cp-02"],
-                     kubernetes_control_plane_endpoint=f"127.0.0.1:{harness.state['ports']['kube-apiserver']}",
-                     kubernetes_control_plane_ha_mode="external")
+                     gpuforge_control_plane_endpoint=f"127.0.0.1:{harness.state['ports']['kube-apiserver']}",
+                     gpuforge_ha_mode="external")
     ansible(path, k8s_bin, "-e", "__kubernetes_control_plane_join_config_only=true")
     join = tmp_path / "cp-02" / "gpuforge" / "kubeadm-join.yaml"
     config = next(d for d in yaml.safe_load_all(join.read_text()) if d)

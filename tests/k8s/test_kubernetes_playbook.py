@@ -43,23 +43,23 @@ def bundle():
 @pytest.fixture(scope="module")
 def inventory(cluster, bundle, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("kubernetes-playbook")
-    hosts = {"cp-01": {"kubernetes_control_plane_config_dir": str(cluster.workdir),
-                       "kubernetes_control_plane_advertise_address": "192.0.2.31",
+    hosts = {"cp-01": {"gpuforge_kubeadm_dir": str(cluster.workdir),
+                       "gpuforge_node_ip": "192.0.2.31",
                        "kubernetes_node_objects_labels": {"topology.kubernetes.io/zone": "rack-1"}}}
     for name in ("cpu-01", "gpu-01"):
         folder = tmp / name
         folder.mkdir()
         (folder / "kubelet.conf").write_text(cluster.kubeconfig.read_text())
-        hosts[name] = {"kubernetes_worker_config_dir": str(folder),
+        hosts[name] = {"gpuforge_kubeadm_dir": str(folder),
                        "kubernetes_node_objects_labels": {"gpuforge.io/pool": "gpu" if name == "gpu-01" else "cpu"}}
     hosts["gpu-01"]["kubernetes_node_objects_taints"] = [{"key": "nvidia.com/gpu", "value": "present",
                                                          "effect": "NoSchedule"}]
     data = {"all": {
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                 "kubernetes_control_plane_cluster_name": "gpu-lab",
-                 "kubernetes_control_plane_pod_subnet": "10.40.0.0/16",
-                 "kubernetes_control_plane_service_subnet": "10.112.0.0/16",
-                 "kubernetes_control_plane_kubeconfig_dest": str(tmp / "artifacts" / "admin.conf"),
+                 "gpuforge_cluster_name": "gpu-lab",
+                 "gpuforge_pod_subnet": "10.40.0.0/16",
+                 "gpuforge_service_subnet": "10.112.0.0/16",
+                 "gpuforge_kubeconfig": str(tmp / "artifacts" / "admin.conf"),
                  "cni_bundle_dir": bundle, "cni_image_registry": "mirror.example.internal:5000",
                  "cni_wait_timeout": 120},
         "children": {"k8s_cluster": {"children": {
@@ -95,7 +95,7 @@ def test_without_the_uploaded_configuration_the_cni_stops_naming_the_variable(ru
     first = runs["first"]
     assert not first.ok
     assert list(failed(first)) == ["cp-01"]
-    assert "cni_pod_subnet" in json.dumps(failed(first)["cp-01"])
+    assert "gpuforge_pod_subnet" in json.dumps(failed(first)["cp-01"])
 
 
 def test_the_playbook_converges_then_changes_nothing(runs):

@@ -29,7 +29,8 @@ STEPS = HERE / "playbooks" / "upgrade_steps.yml"
 VERSION = k8s_harness.versions()["KUBERNETES_VERSION"].lstrip("v")  # the harness's: 1.37.2
 MAJOR, MINOR = (int(x) for x in VERSION.split(".")[:2])
 WORKERS = ("upg-wk-01", "upg-wk-02", "upg-wk-03")
-ANNOTATION = "gpuforge.io/upgrade-cordoned"
+ANNOTATION = "gpuforge.io/cordoned-by"  # set by gpuforge.cluster.kubernetes_drain
+REASON = f"upgrade v{VERSION}"
 
 
 
@@ -89,10 +90,10 @@ def nodes(upgrade_nodes, core_v1):
 def inventory(tmp_path, harness, **cluster):
     data = {"all": {
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-                 "kubernetes_control_plane_version": VERSION, "kubernetes_node_version": VERSION,
-                 "kubernetes_upgrade_drain_timeout": 60, **cluster},
+                 "gpuforge_kubernetes_version": VERSION, "gpuforge_kubeconfig": str(harness.kubeconfig),
+                 "kubernetes_drain_timeout": 60, **cluster},
         "children": {"k8s_cluster": {"children": {
-            "control_plane": {"hosts": {"cp-01": {"kubernetes_upgrade_config_dir": str(harness.workdir)}}},
+            "control_plane": {"hosts": {"cp-01": {"gpuforge_kubeadm_dir": str(harness.workdir)}}},
             "workers": {"hosts": {name: {} for name in WORKERS}}}}}}}
     path = tmp_path / "hosts.yml"
     path.write_text(yaml.safe_dump(data))
@@ -146,20 +147,21 @@ def apps_v1(api):
 NEXT, SKIP = f"{MAJOR}.{MINOR + 1}.0", f"{MAJOR}.{MINOR + 2}.0"  # the next minor; one minor too far
 OLDER, MAJOR_UP = f"{MAJOR}.{MINOR - 1}.5", f"{MAJOR + 1}.0.0"
 REFUSALS = {
-    "skipped minor": ({"kubernetes_control_plane_version": SKIP, "kubernetes_node_version": SKIP},
+    "skipped minor": ({"gpuforge_kubernetes_version": SKIP},
                       [f"cp-01: refusing to upgrade the cluster from {VERSION} to {SKIP} "
-                       f"(kubernetes_control_plane_version): {VERSION} to {SKIP} skips {MAJOR}.{MINOR + 1}",
+                       f"(gpuforge_kubernetes_version): {VERSION} to {SKIP} skips {MAJOR}.{MINOR + 1}",
                        f"one minor at a time ({MAJOR}.{MINOR + 1}.x then {MAJOR}.{MINOR + 2}.x)"]),
-    "downgrade": ({"kubernetes_control_plane_version": OLDER, "kubernetes_node_version": OLDER},
-                  [f"refusing to upgrade the cluster from {VERSION} to {OLDER} (kubernetes_control_plane_version)",
+    "downgrade": ({"gpuforge_kubernetes_version": OLDER},
+                  [f"refusing to upgrade the cluster from {VERSION} to {OLDER} (gpuforge_kubernetes_version)",
                    f"{OLDER} is older than the running {VERSION}: kubeadm does not downgrade"]),
-    "major": ({"kubernetes_control_plane_version": MAJOR_UP, "kubernetes_node_version": MAJOR_UP},
+    "major": ({"gpuforge_kubernetes_version": MAJOR_UP},
               [f"the major version changes ({MAJOR} to {MAJOR + 1})"]),
     "packages other than the target": (
-        {"kubernetes_control_plane_version": NEXT},
-        [f"refusing to upgrade to {NEXT} (kubernetes_control_plane_version): kubernetes_node_version "
+        # hosts whose override kubernetes_node_version keeps the old release
+        {"gpuforge_kubernetes_version": NEXT, "kubernetes_node_version": VERSION},
+        [f"refusing to upgrade to {NEXT} (gpuforge_kubernetes_version): kubernetes_node_version "
          f"is not the target on cp-01 ({VERSION}), upg-wk-01 ({VERSION})",
-         f"set kubernetes_node_version to {NEXT} as well"]),
+         f"remove the override kubernetes_node_version there (the cluster's release applies) or set it to {NEXT}"]),
     "batch size": ({"gpuforge_upgrade_worker_batch": "0"},
                    ["gpuforge_upgrade_worker_batch 0 must be a number of workers (1 or more) or a percentage"]),
 }
@@ -183,7 +185,7 @@ def test_a_kubelet_newer_than_the_target_is_refused(harness, k8s_bin, core_v1, n
     set_kubelet(core_v1, "upg-wk-02", NEXT)
     proc = ansible(inventory(tmp_path, harness), k8s_bin, UPGRADE)
     assert proc.returncode != 0
-    assert (f"refusing to upgrade to {VERSION} (kubernetes_control_plane_version): the kubelet of upg-wk-02 is "
+    assert (f"refusing to upgrade to {VERSION} (gpuforge_kubernetes_version): the kubelet of upg-wk-02 is "
             f"{NEXT}, newer than the target") in flat(proc.stdout)
     assert set(recap(proc.stdout)) == {"cp-01"}
     assert node_view(core_v1, "upg-wk-02")["unschedulable"] is False
@@ -210,14 +212,14 @@ def test_drain_evicts_and_uncordon_gives_back(harness, k8s_bin, core_v1, apps_v1
     # check mode: the API server's dry runs, nothing made
     proc = ansible(path, k8s_bin, STEPS, *limit, "-e", "gpuforge_test_step=drain", "--check")
     assert proc.returncode == 0, proc.stdout[-4000:]
-    assert recap(proc.stdout)["upg-wk-01"]["changed"] == 2  # annotate, drain
+    assert recap(proc.stdout)["upg-wk-01"]["changed"] == 1  # the cordon and annotation (one patch): a dry run
     assert node_view(core_v1, "upg-wk-01")["unschedulable"] is False
     assert {p.metadata.uid for p in pods_of(core_v1, namespace)} == before
 
     proc = ansible(path, k8s_bin, STEPS, *limit, "-e", "gpuforge_test_step=drain")
     assert proc.returncode == 0, proc.stdout[-4000:]
-    assert recap(proc.stdout)["upg-wk-01"]["changed"] == 2
-    assert node_view(core_v1, "upg-wk-01") == {"unschedulable": True, "annotation": f"v{VERSION}", "kubelet": f"v{VERSION}"}
+    assert recap(proc.stdout)["upg-wk-01"]["changed"] == 2  # the cordon and annotation, the evictions
+    assert node_view(core_v1, "upg-wk-01") == {"unschedulable": True, "annotation": REASON, "kubelet": f"v{VERSION}"}
     # the pods were evicted; their replacements wait, the node being cordoned
     after = wait_for("the replacements", lambda: (lambda pods: pods if len(pods) == 2 and not {
         p.metadata.uid for p in pods} & before else None)(pods_of(core_v1, namespace)))
@@ -229,7 +231,7 @@ def test_drain_evicts_and_uncordon_gives_back(harness, k8s_bin, core_v1, apps_v1
 
     proc = ansible(path, k8s_bin, STEPS, *limit, "-e", "gpuforge_test_step=uncordon")
     assert proc.returncode == 0, proc.stdout[-4000:]
-    assert recap(proc.stdout)["upg-wk-01"]["changed"] == 2  # uncordon, annotation removed
+    assert recap(proc.stdout)["upg-wk-01"]["changed"] == 1  # uncordoned and the annotation removed (one patch)
     assert node_view(core_v1, "upg-wk-01") == {"unschedulable": False, "annotation": None, "kubelet": f"v{VERSION}"}
     running = wait_for("the replacements Running", lambda: (lambda pods: pods if len(pods) == 2 and all(
         p.status.phase == "Running" for p in pods) else None)(pods_of(core_v1, namespace)))
@@ -245,7 +247,7 @@ def test_uncordon_leaves_a_node_someone_else_cordoned(harness, k8s_bin, core_v1,
         assert recap(proc.stdout)["upg-wk-02"]["changed"] == 0
     assert node_view(core_v1, "upg-wk-02")["unschedulable"] is True
     assert node_view(core_v1, "upg-wk-02")["annotation"] is None
-    assert "node upg-wk-02 was cordoned before the upgrade" in flat(proc.stdout)
+    assert "node upg-wk-02 was cordoned by someone else" in flat(proc.stdout)
 
 
 def test_wait_says_what_the_node_reports(harness, k8s_bin, core_v1, nodes, tmp_path):
@@ -286,7 +288,7 @@ def test_a_failed_node_stays_cordoned_and_a_rerun_gives_it_back(harness, k8s_bin
     assert counts["upg-wk-02"]["failed"] == 0 and counts["upg-wk-02"]["changed"] == 0
     assert counts["upg-wk-03"]["failed"] == 1 and counts["upg-wk-03"]["changed"] == 0
     assert node_view(core_v1, "upg-wk-01")["unschedulable"] is True
-    assert node_view(core_v1, "upg-wk-01")["annotation"] == f"v{VERSION}"
+    assert node_view(core_v1, "upg-wk-01")["annotation"] == REASON
     assert not {p.metadata.uid for p in pods_of(core_v1, namespace)} & before  # drained
     assert node_view(core_v1, "upg-wk-02")["unschedulable"] is False
     assert node_view(core_v1, "upg-wk-03") == {"unschedulable": True, "annotation": None, "kubelet": f"v{VERSION}"}
@@ -298,7 +300,7 @@ def test_a_failed_node_stays_cordoned_and_a_rerun_gives_it_back(harness, k8s_bin
     proc = ansible(path, k8s_bin, UPGRADE)
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert {h: c["changed"] for h, c in recap(proc.stdout).items()} == {
-        "cp-01": 0, "upg-wk-01": 2, "upg-wk-02": 0, "upg-wk-03": 0}
+        "cp-01": 0, "upg-wk-01": 1, "upg-wk-02": 0, "upg-wk-03": 0}
     assert node_view(core_v1, "upg-wk-01") == {"unschedulable": False, "annotation": None, "kubelet": f"v{VERSION}"}
     assert node_view(core_v1, "upg-wk-03")["unschedulable"] is True  # not ours to give back
     wait_for("the workload back on upg-wk-01", lambda: (lambda pods: len(pods) == 2 and all(

@@ -152,7 +152,7 @@ def cluster_of_two(runs, tmp_path_factory):
 def scale(runs, cluster_of_two, tmp_path_factory):
     out = tmp_path_factory.mktemp("scale")
     run = run_playbook("playbooks/scale.yml", runs["inventory"], artifacts_dir=out, skip_tags="kubernetes_cluster",
-                       extravars={"kubernetes_control_plane_kubeconfig_dest": str(cluster_of_two.kubeconfig)})
+                       extravars={"gpuforge_kubeconfig": str(cluster_of_two.kubeconfig)})
     timings = json.loads((ROOT / "artifacts" / "site-lab-timings.json").read_text())
     timings["seconds"]["scale (1 new of 3 hosts)"] = run.duration_s
     (ROOT / "artifacts" / "site-lab-timings.json").write_text(json.dumps(timings) + "\n")
@@ -170,7 +170,7 @@ def test_scale_touches_only_the_new_node_and_the_first_control_plane(scale):
 
 def test_reset_refuses_without_confirmation(runs, cluster_of_two, tmp_path):
     refused = run_playbook("playbooks/reset.yml", runs["inventory"], artifacts_dir=tmp_path / "refused", limit=GPU,
-                           extravars={"kubernetes_control_plane_kubeconfig_dest": str(cluster_of_two.kubeconfig)})
+                           extravars={"gpuforge_kubeconfig": str(cluster_of_two.kubeconfig)})
     assert not refused.ok
     assert "gpuforge_reset_confirm=gpuforge" in json.dumps(refused.hosts[GPU]["failed_tasks"])
     assert [(r["host"], r["task"]) for r in refused.results] == [(GPU, "Refuse to run without the explicit confirmation")]
@@ -180,7 +180,7 @@ def test_reset_wipes_kubeadm_and_cni_state(runs, cluster_of_two, tmp_path):
     sh(GPU, "mkdir", "-p", "/etc/cni/net.d", "/var/lib/cni/networks", "/etc/kubernetes/gpuforge")
     sh(GPU, "sh", "-c", "echo '{}' > /etc/cni/net.d/10-calico.conflist")
     reset = run_playbook("playbooks/reset.yml", runs["inventory"], artifacts_dir=tmp_path / "reset", limit=GPU,
-                         extravars={"kubernetes_control_plane_kubeconfig_dest": str(cluster_of_two.kubeconfig),
+                         extravars={"gpuforge_kubeconfig": str(cluster_of_two.kubeconfig),
                                     "gpuforge_reset_confirm": "gpuforge"})
     assert reset.ok, failures(reset)
     for path in ("/etc/cni/net.d", "/var/lib/cni", "/etc/kubernetes/gpuforge"):
