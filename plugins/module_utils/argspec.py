@@ -154,10 +154,11 @@ def validate_value(name, value, spec, constraint=None, written=None):
     if value is None and not spec.get("required") and spec.get("default") is None:
         return problems
     wanted = type_name(spec)
-    if wanted in ("str", "path") and isinstance(value, (int, float)) and not isinstance(value, bool) \
-            and isinstance(spec.get("default"), str) and names.RELEASE_RE.match(str(spec.get("default"))):
+    if wanted in ("str", "path") and not isinstance(value, bool) and (
+            isinstance(value, float) or (isinstance(value, int) and (
+                name.endswith("_version") or names.RELEASE_RE.match(str(spec.get("default") or ""))))):
         # a version written as a YAML number: 1.30 is 1.3 by the time anyone reads it
-        return [("variable_type", "%s is a number, not the text of a release%s" % (show(value), float_hint(value, written)))]
+        return [("variable_type", "%s is a number, not text%s" % (show(value), float_hint(value, written)))]
     try:
         converted = convert(value, wanted)
     except (TypeError, ValueError):

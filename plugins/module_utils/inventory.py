@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
+from jinja2 import Undefined
 
 # Variables every host has that are not the inventory's (magic variables, connection internals).
 MAGIC = frozenset((
@@ -35,12 +36,53 @@ def host_vars(hostvars, host):
         return {}
 
 
+def _undefined(value, depth=0):
+    """The first undefined value (a jinja2 Undefined: ansible-core 2.19 returns markers instead of raising)
+    in a value and its containers, or None."""
+    if isinstance(value, Undefined):
+        return value
+    if depth > 20:
+        return None
+    try:
+        if isinstance(value, Mapping):
+            for item in value.values():
+                found = _undefined(item, depth + 1)
+                if found is not None:
+                    return found
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                found = _undefined(item, depth + 1)
+                if found is not None:
+                    return found
+    except Exception:  # noqa: BLE001 - a container that cannot be walked is judged by its use
+        return None
+    return None
+
+
+def _undefined_text(marker):
+    for attribute in ("_undefined_message",):
+        try:
+            text = getattr(marker, attribute)
+            if text:
+                return str(text)
+        except Exception:  # noqa: BLE001
+            pass
+    try:
+        return str(marker._as_exception())  # pylint: disable=protected-access
+    except Exception:  # noqa: BLE001
+        return "a value is undefined"
+
+
 def get(variables, name, default=None):
     """A (templated) variable; returns (value, error text or None)."""
     try:
         if name not in variables:
             return default, None
-        return variables[name], None
+        value = variables[name]
+        marker = _undefined(value)
+        if marker is not None:
+            return default, _undefined_text(marker).strip().splitlines()[0]
+        return value, None
     except Exception as exc:  # noqa: BLE001 - templating errors of any kind are reported, not raised
         text = str(exc).strip().splitlines()
         return default, (text[0] if text else type(exc).__name__)
