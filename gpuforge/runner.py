@@ -175,7 +175,8 @@ class SummaryBuilder:
         if status == "failed" and data.get("ignore_errors"):
             status = "ignored"
         result = {
-            "host": data["host"], "play": data.get("play", ""), "task": data.get("task", ""), "status": status,
+            "host": data["host"], "play": data.get("play", ""), "role": data.get("role", ""), "task": data.get("task", ""),
+            "status": status,
             "duration_s": float(data.get("duration") or 0.0),
             "msg": failure_message(res) if status in ("failed", "unreachable", "ignored") else None,
         }

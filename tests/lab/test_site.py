@@ -29,6 +29,13 @@ GPU_FILES = (DRIVER_FACT, TOOLKIT_FACT, "/etc/modprobe.d/gpuforge-blacklist-nouv
              "/etc/apt/preferences.d/gpuforge-nvidia-driver.pref")
 
 
+# The tasks of gpuforge.cluster.cluster_model, which every play that needs the model runs first.
+MODEL_TASKS = {"Derive the model from the inventory", "Stop when the inventory cannot give a model",
+               "Give every host the model"}
+APT_LISTS = "/var/lib/apt/lists"
+REPORT = ROOT / "artifacts" / "preflight-report.json"
+
+
 def sh(host, *cmd):
     return subprocess.run(["podman", "exec", host, *cmd], capture_output=True, text=True, check=False)
 
@@ -42,12 +49,21 @@ def runs(lab_factory, tmp_path_factory):
     first = run_playbook("site.yml", t_site["inventory"], artifacts_dir=out / "first", skip_tags=skip)
     second = (run_playbook("site.yml", t_site["inventory"], artifacts_dir=out / "second", skip_tags=skip)
               if first.ok else None)
+    # Check mode writes nothing: not the apt lists (made stale first, so that a real run would refresh them),
+    # not the preflight report on the controller.
+    for host in (CP, W, GPU):
+        sh(host, "sh", "-c", f"touch -d '3 days ago' {APT_LISTS} {APT_LISTS}/* /var/lib/apt/periodic/* 2>/dev/null; true")
+    before = {host: sh(host, "stat", "-c", "%Y", APT_LISTS).stdout.strip() for host in (CP, W, GPU)}
+    report_before = REPORT.stat().st_mtime if REPORT.exists() else None
     check = (run_playbook("site.yml", t_site["inventory"], artifacts_dir=out / "check", check=True, diff=True,
                           skip_tags=skip) if first.ok else None)
+    written = {"apt lists": {host: sh(host, "stat", "-c", "%Y", APT_LISTS).stdout.strip() != before[host]
+                             for host in (CP, W, GPU)},
+               "report": (REPORT.stat().st_mtime if REPORT.exists() else None) != report_before}
     timings = {name: run.duration_s for name, run in (("converge", first), ("no-op", second), ("check", check)) if run}
     (ROOT / "artifacts").mkdir(exist_ok=True)
     (ROOT / "artifacts" / "site-lab-timings.json").write_text(json.dumps({"hosts": 3, "seconds": timings}) + "\n")
-    return {"first": first, "second": second, "check": check, "inventory": t_site["inventory"]}
+    return {"first": first, "second": second, "check": check, "inventory": t_site["inventory"], "written": written}
 
 
 def failures(summary):
@@ -73,6 +89,47 @@ def test_check_mode_changes_nothing(runs):
     assert check is not None and check.ok, failures(check) if check else "first run failed"
     changed = {h: d["changed_tasks"] for h, d in check.hosts.items() if d["changed"]}
     assert changed == {}, changed
+
+
+def test_check_mode_writes_nothing(runs):
+    assert runs["check"] is not None and runs["check"].ok
+    assert runs["written"] == {"apt lists": {CP: False, W: False, GPU: False}, "report": False}, runs["written"]
+
+
+# Each role's tag alone runs that role, on its hosts only (the GPU roles find theirs through the GPU facts
+# play, which carries their tags). In check mode, after the converge: nothing may change either.
+TAGGED = {
+    "common": [CP, W, GPU],
+    "containerd": [CP, W, GPU],
+    "nvidia_driver": [GPU],
+    "nvidia_container_toolkit": [GPU],
+    "kubernetes_node": [CP, W, GPU],
+}
+
+
+@pytest.fixture(scope="module")
+def tagged(runs, tmp_path_factory):
+    assert runs["first"].ok
+    out = tmp_path_factory.mktemp("tags")
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {tag: pool.submit(run_playbook, "site.yml", runs["inventory"], artifacts_dir=out / tag, tags=tag,
+                                    check=True) for tag in TAGGED}
+        return {tag: f.result() for tag, f in futures.items()}
+
+
+@pytest.mark.parametrize("tag", sorted(TAGGED))
+def test_a_role_tag_alone_runs_the_role_on_its_hosts(tagged, tag):
+    run = tagged[tag]
+    assert run.ok, failures(run)
+    def role(result):
+        return (result.get("role") or "").split(".")[-1]  # the event names collection roles by FQCN or by name
+
+    ran = {r["host"] for r in run.results if role(r) == tag and r["status"] != "skipped"}
+    assert sorted(ran) == sorted(TAGGED[tag]), (tag, sorted(ran))
+    others = {role(r) for r in run.results if r["status"] != "skipped"} - {tag, "preflight", "cluster_model", ""}
+    assert others == set(), (tag, others)
+    assert all(d["changed"] == 0 for d in run.hosts.values()), {h: d["changed_tasks"] for h, d in run.hosts.items()}
 
 
 def held_packages(host):
@@ -173,7 +230,20 @@ def test_reset_refuses_without_confirmation(runs, cluster_of_two, tmp_path):
                            extravars={"gpuforge_kubeconfig": str(cluster_of_two.kubeconfig)})
     assert not refused.ok
     assert "gpuforge_reset_confirm=gpuforge" in json.dumps(refused.hosts[GPU]["failed_tasks"])
-    assert [(r["host"], r["task"]) for r in refused.results] == [(GPU, "Refuse to run without the explicit confirmation")]
+    assert [(r["host"], r["task"]) for r in refused.results
+            if r["task"] not in MODEL_TASKS and not r["task"].startswith("Validating arguments")] == [
+        (GPU, "Refuse to run without the explicit confirmation")]
+
+
+def test_reset_cannot_be_confirmed_away_by_skipping_tags(runs, cluster_of_two, tmp_path):
+    """--skip-tags always skips the confirmation's check: every destructive task still needs the confirmation."""
+    sh(GPU, "mkdir", "-p", "/etc/cni/net.d", "/etc/kubernetes/gpuforge")
+    sh(GPU, "sh", "-c", "echo '{}' > /etc/cni/net.d/10-calico.conflist")
+    run = run_playbook("playbooks/reset.yml", runs["inventory"], artifacts_dir=tmp_path / "skipped", limit=GPU,
+                       skip_tags="always", extravars={"gpuforge_kubeconfig": str(cluster_of_two.kubeconfig)})
+    assert not [r for r in run.results if r["status"] == "changed"], [r for r in run.results if r["status"] == "changed"]
+    for path in ("/etc/cni/net.d/10-calico.conflist", "/etc/kubernetes/gpuforge"):
+        assert sh(GPU, "test", "-e", path).returncode == 0, f"{path} was wiped without the confirmation"
 
 
 def test_reset_wipes_kubeadm_and_cni_state(runs, cluster_of_two, tmp_path):
