@@ -54,6 +54,9 @@ def inventory(cluster, bundle, tmp_path_factory):
                        "kubernetes_node_objects_labels": {"gpuforge.io/pool": "gpu" if name == "gpu-01" else "cpu"}}
     hosts["gpu-01"]["kubernetes_node_objects_taints"] = [{"key": "nvidia.com/gpu", "value": "present",
                                                          "effect": "NoSchedule"}]
+    # The GPU host's inventory name is not its node's: the name gpuforge_node_name sets is the one every role
+    # uses (before the cluster model, kubernetes_node_objects labelled the inventory name and failed).
+    hosts["gpu-host-a"] = {**hosts.pop("gpu-01"), "gpuforge_node_name": "gpu-01"}
     data = {"all": {
         "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
                  "gpuforge_cluster_name": "gpu-lab",
@@ -65,7 +68,7 @@ def inventory(cluster, bundle, tmp_path_factory):
         "children": {"k8s_cluster": {"children": {
             "control_plane": {"hosts": {"cp-01": hosts["cp-01"]}},
             "workers": {"hosts": {"cpu-01": hosts["cpu-01"]},
-                        "children": {"gpu_workers": {"hosts": {"gpu-01": hosts["gpu-01"]}}}}}}}}}
+                        "children": {"gpu_workers": {"hosts": {"gpu-host-a": hosts["gpu-host-a"]}}}}}}}}}
     path = tmp / "hosts.yml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -136,3 +139,25 @@ def test_the_admin_kubeconfig_reached_the_controller(runs, inventory):
     assert runs["second"].ok
     path = inventory.parent / "artifacts" / "admin.conf"
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+
+# Each role's tag alone runs that role on its hosts only (check mode, after the converge: nothing changes).
+TAGGED = {"kubernetes_control_plane": ["cp-01"], "kubernetes_worker": ["cpu-01", "gpu-host-a"], "cni": ["cp-01"],
+          "kubernetes_node_objects": ["cp-01", "cpu-01", "gpu-host-a"]}
+
+
+@pytest.mark.parametrize("tag", sorted(TAGGED))
+def test_a_role_tag_alone_runs_the_role_on_its_hosts(runs, inventory, tag):
+    assert runs["second"].ok
+    run = run_playbook(ROOT / "playbooks" / "kubernetes.yml", inventory, tags=tag, check=True)
+    assert run.ok, failed(run)
+
+    def role(result):
+        return (result.get("role") or "").split(".")[-1]
+
+    ran = {r["host"] for r in run.results if role(r) == tag and r["status"] != "skipped"}
+    assert sorted(ran) == TAGGED[tag], (tag, sorted(ran))
+    others = {role(r) for r in run.results if r["status"] != "skipped"} - {tag, "cluster_model", ""}
+    # the worker joins through the control-plane role's join entry point (nothing to join here)
+    assert others <= ({"kubernetes_control_plane"} if tag == "kubernetes_worker" else set()), (tag, others)
+    assert all(d["changed"] == 0 for d in run.hosts.values()), {h: d["changed_tasks"] for h, d in run.hosts.items()}
