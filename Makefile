@@ -7,6 +7,8 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 LAB_HOSTS ?= 3
 LAB_GPU_HOSTS ?= 1
+# Each stage of `make test` is timed (scripts/stage.sh; .ci/run prints the table).
+STAGE := scripts/stage.sh
 
 .PHONY: help bootstrap lab-site lab-up lab-down test unit lint syntax k8s-build k8s-tests k8s-up k8s-down molecule lab-tests image bench bench-k8s gpu-check clean
 
@@ -22,8 +24,8 @@ bootstrap:
 
 # bookworm: every lab host; trixie: the second Debian release some Molecule platforms run.
 image: bootstrap
-	gpuforge lab image
-	gpuforge lab image --release trixie
+	$(STAGE) image-bookworm gpuforge lab image
+	$(STAGE) image-trixie gpuforge lab image --release trixie
 
 lab-up: bootstrap
 	gpuforge lab up --hosts $(LAB_HOSTS) --gpu-hosts $(LAB_GPU_HOSTS)
@@ -32,28 +34,28 @@ lab-down: bootstrap
 	gpuforge lab down
 
 # The main job: everything from a bare Debian machine to a converged lab.
-lab-site: lab-up
+lab-site: lab-up k8s-build
 	gpuforge run site.yml -i inventories/lab --summary artifacts/site-summary.json --junit artifacts/site-junit.xml
 
 test: bootstrap unit lint syntax k8s-tests molecule lab-tests
 
 unit:
-	pytest -q tests/unit
+	$(STAGE) unit pytest -q tests/unit
 
 lint:
-	yamllint --strict .
-	ansible-lint --profile production
+	$(STAGE) yamllint yamllint --strict .
+	$(STAGE) ansible-lint ansible-lint --profile production
 
 syntax:
-	@for p in $(PLAYBOOKS); do echo "syntax-check $$p"; ansible-playbook --syntax-check -i inventories/lab "$$p" || exit 1; done
+	@$(STAGE) syntax bash -c 'for p in $(PLAYBOOKS); do echo "syntax-check $$p"; ansible-playbook --syntax-check -i inventories/lab "$$p" || exit 1; done'
 
 # Kubernetes built from its Go modules into ~/.cache/gpuforge/k8s/<version>/bin (no-op when cached).
 k8s-build: bootstrap
-	bash tests/k8s/build.sh
+	$(STAGE) k8s-build bash tests/k8s/build.sh
 
 # A real control plane on 127.0.0.1 with kwok nodes mirroring tests/k8s/nodes.yml.
 k8s-tests: k8s-build
-	pytest -v tests/k8s
+	$(STAGE) k8s-tests pytest -v tests/k8s
 
 k8s-up: k8s-build
 	gpuforge lab k8s up
@@ -62,10 +64,10 @@ k8s-down: bootstrap
 	gpuforge lab k8s down
 
 molecule: image
-	pytest -v tests/molecule
+	$(STAGE) molecule pytest -v tests/molecule
 
 lab-tests: image
-	pytest -v tests/lab
+	$(STAGE) lab-tests pytest -v tests/lab
 
 # On a real GPU host only (not part of `make test`): facts module vs nvidia-smi, driver checks.
 gpu-check:
