@@ -90,7 +90,7 @@ INVENTORY_CHECKS = frozenset((
     "node_name", "node_name_unique", "ansible_host", "ansible_host_unique", "node_ip_unique", "variables",
     "variable_unknown", "variable_renamed", "variable_type", "variable_choice", "variable_range", "variable_format",
     "variable_template", "variable_required", "variable_rule", "inventory_file", "kubernetes_consistent",
-    "node_address_subnet", "api_endpoint", "kubernetes_version_skew", "cni_pod_subnet",
+    "node_address_subnet", "api_endpoint", "kubernetes_version_skew",
 ))
 
 

@@ -125,9 +125,11 @@ def test_a_role_tag_alone_runs_the_role_on_its_hosts(tagged, tag):
     def role(result):
         return (result.get("role") or "").split(".")[-1]  # the event names collection roles by FQCN or by name
 
-    ran = {r["host"] for r in run.results if role(r) == tag and r["status"] != "skipped"}
+    # Ansible's argument validation of every role of the play is tagged always: it runs under any --tags
+    real = [r for r in run.results if r["status"] != "skipped" and not r["task"].startswith("Validating arguments")]
+    ran = {r["host"] for r in real if role(r) == tag}
     assert sorted(ran) == sorted(TAGGED[tag]), (tag, sorted(ran))
-    others = {role(r) for r in run.results if r["status"] != "skipped"} - {tag, "preflight", "cluster_model", ""}
+    others = {role(r) for r in real} - {tag, "preflight", "cluster_model", ""}
     assert others == set(), (tag, others)
     assert all(d["changed"] == 0 for d in run.hosts.values()), {h: d["changed_tasks"] for h, d in run.hosts.items()}
 

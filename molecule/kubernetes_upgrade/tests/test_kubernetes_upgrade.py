@@ -16,7 +16,7 @@ STATE = json.loads((HARNESS / "state.json").read_text())
 KUBECTL = f"{STATE['bin_dir']}/kubectl --kubeconfig {HARNESS / 'admin.conf'}"
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 NODES = ("cp-01", "wk-01", "wk-02")
-ANNOTATION = "gpuforge.io/upgrade-cordoned"
+ANNOTATION = "gpuforge.io/cordoned-by"  # gpuforge.cluster.kubernetes_drain's
 
 
 @pytest.fixture(scope="module")
