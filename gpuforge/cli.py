@@ -129,10 +129,11 @@ def cmd_k8s_status(args):
 
 
 def cmd_run(args):
-    from gpuforge.runner import run_playbook
+    from gpuforge.runner import extravars_json, run_playbook
 
     try:
         extravars = parse_extravars(args.extra_vars)
+        extravars_json(extravars)  # JSON values only: they go to ansible-playbook in a 0600 JSON file
     except (OSError, ValueError, yaml.YAMLError) as exc:
         print(f"gpuforge run: {exc}", file=sys.stderr)
         return 2
@@ -202,7 +203,9 @@ def build_parser():
     p.add_argument("-t", "--tags")
     p.add_argument("--skip-tags")
     p.add_argument("-e", "--extra-vars", action="append", metavar="VARS",
-                   help="key=value, @file.yml or a JSON object (repeatable)")
+                   help="key=value, @file.yml or a JSON object (repeatable, merged in order); ansible-playbook "
+                        "gets them in a private 0600 file, never on its command line nor in --artifacts. "
+                        "Give secrets as @file: a key=value is on this command's own command line")
     p.add_argument("-C", "--check", action="store_true")
     p.add_argument("-D", "--diff", action="store_true")
     p.add_argument("--summary", metavar="PATH", help="write the JSON summary here")

@@ -7,6 +7,11 @@ The summary is built from runner events: per-host counts from `playbook_on_stats
 failed tasks from `runner_on_failed` / `runner_on_unreachable`, durations from the
 per-task timings of the `runner_on_*` events. Results of `no_log` tasks are never
 copied: only Ansible's censored placeholder is.
+
+Extra vars reach ansible-playbook only through a 0600 file in a private (0700) temporary folder,
+given as `-e @<file>` and removed when the run ends. ansible-runner would otherwise put them on
+the command line (`-e '{...}'`: visible in `ps`, saved in `<artifacts>/<ident>/command`) or, with
+env files, in `env/extravars` of the artifacts folder.
 """
 
 import json
@@ -241,6 +246,41 @@ def _now():
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
+class ExtraVarsError(ValueError):
+    """Extra vars that cannot be handed to ansible-playbook (not a mapping, not JSON values)."""
+
+
+def extravars_json(extravars):
+    """`extravars` as the JSON text ansible-playbook reads; ExtraVarsError when they are not a
+    mapping of JSON values (the message names the type, never a value)."""
+    if not isinstance(extravars, dict):
+        raise ExtraVarsError(f"extra vars must be a mapping, not {type(extravars).__name__}")
+    try:
+        return json.dumps(extravars, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ExtraVarsError(f"extra vars must be JSON values (strings, numbers, booleans, null, lists, "
+                             f"mappings): {exc}") from None
+
+
+def _write_extravars(extravars):
+    """Writes `extravars` as JSON to a new 0600 file in a new private (0700) temporary folder.
+
+    Returns the file's path; the caller removes its folder (`shutil.rmtree(path.parent)`). Raises
+    ExtraVarsError (extravars_json) before anything is written."""
+    text = extravars_json(extravars)
+    folder = Path(tempfile.mkdtemp(prefix="gpuforge-vars-"))  # 0700, owned by us
+    path = folder / "extravars.json"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), 0o600)  # whatever the umask
+            f.write(text)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return path
+
+
 def run_playbook(playbook, inventory, limit=None, tags=None, skip_tags=None, extravars=None, check=False,
                  diff=False, artifacts_dir=None, progress=None):
     """Runs `playbook` against `inventory` (paths relative to cwd, else the repo root) -> RunSummary.
@@ -248,7 +288,9 @@ def run_playbook(playbook, inventory, limit=None, tags=None, skip_tags=None, ext
     The repo's ansible.cfg is used (collections_path, fact cache) and the run's cwd is
     the repo root. `progress(line)` gets one line per task start, change and failure.
     `artifacts_dir` keeps ansible-runner's private data dir (events, stdout); by
-    default a temporary one is used and removed.
+    default a temporary one is used and removed. `extravars` (a mapping) go to
+    ansible-playbook as `-e @<0600 file>` only, never on its command line nor in
+    `artifacts_dir` (see the module's docstring); the file is removed after the run.
     """
     import ansible_runner  # imported here: `gpuforge lab` works without it
 
@@ -284,11 +326,15 @@ def run_playbook(playbook, inventory, limit=None, tags=None, skip_tags=None, ext
                 progress(line)
         return True
 
-    status, rc, error = "error", 1, None
+    status, rc, error, vars_file = "error", 1, None, None
     try:
+        if extravars:
+            vars_file = _write_extravars(extravars)
+            args += ["-e", f"@{vars_file}"]
         r = ansible_runner.run(
             private_data_dir=str(private), project_dir=str(root), playbook=str(playbook),
-            inventory=str(inventory), cmdline=shlex.join(args) if args else None, extravars=extravars or None,
+            inventory=str(inventory), cmdline=shlex.join(args) if args else None,
+            # no `extravars=`: ansible-runner would put them in argv (and the `command` artifact)
             envvars=envvars, event_handler=handler, quiet=True, suppress_env_files=True,
             fact_cache_type="ansible.cfg",  # anything but "jsonfile": keep ansible.cfg's fact cache
             ident=datetime.now().strftime("%Y%m%d-%H%M%S-%f"),
@@ -296,9 +342,13 @@ def run_playbook(playbook, inventory, limit=None, tags=None, skip_tags=None, ext
         status, rc = r.status, r.rc if r.rc is not None else 1
         if rc != 0 and builder.stats is None:
             error = "ansible-playbook stopped before its recap: " + _tail(r.stdout)
+    except ExtraVarsError as exc:
+        error = str(exc)
     except Exception as exc:  # runner setup errors: report them in the summary, not a traceback
         error = f"{type(exc).__name__}: {exc}"
     finally:
+        if vars_file is not None:
+            shutil.rmtree(vars_file.parent, ignore_errors=True)
         if not artifacts_dir:
             shutil.rmtree(private, ignore_errors=True)
     return builder.build(status, rc, started, _now(), time.monotonic() - start, error)

@@ -5,12 +5,14 @@
 
 The binaries come from tests/k8s/build.sh (built on a cold machine, reused when cached); the
 control plane listens on 127.0.0.1 only and is stopped, with its files, when the session ends.
+`bundle` is the CNI bundle tests/k8s/cni_bundle.sh lays out (cached; Go module proxy on a cold
+machine). Every fixture is lazy: collecting the tests starts and builds nothing.
+
+Helpers the test modules share are in k8s_helpers.py (`from k8s_helpers import wait_for`), not here.
 """
 
-import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -22,6 +24,11 @@ try:
     from kubernetes import client
 except ImportError:  # pragma: no cover - the venv has it (pyproject)
     client = None
+
+HERE = Path(__file__).resolve().parent
+# k8s_helpers.py importable by the test modules whatever pytest's import mode
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
 
 
 @pytest.fixture(scope="session")
@@ -63,37 +70,13 @@ def namespace(core_v1):
     core_v1.delete_namespace(name)
 
 
-# --- helpers the test modules import (from conftest import ...) ------------------------------
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(what, check, timeout=60):
-    """check()'s first true value, polled every 0.25 s; AssertionError after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)
-
-
-def ansible_playbook(inventory, bin_dir, playbook, *extra, timeout=600):
-    """ansible-playbook from the repo root with its ansible.cfg, the harness binaries first on PATH."""
-    env = {**os.environ, "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1", "LC_ALL": "C.UTF-8"}
-    return subprocess.run(["ansible-playbook", "-i", str(inventory), str(playbook), *extra], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def recap(output):
-    """{host: {ok, changed, failed, ...}} of the PLAY RECAP."""
-    out = {}
-    for line in output.split("PLAY RECAP")[-1].splitlines():
-        host, _, counts = line.partition(" : ")
-        pairs = [p.split("=") for p in counts.split()]
-        if counts and all(len(p) == 2 and p[1].isdigit() for p in pairs):
-            out[host.strip()] = {k: int(v) for k, v in pairs}
-    return out
+@pytest.fixture(scope="session")
+def bundle():
+    """The CNI bundle folder (tests/k8s/cni_bundle.sh: fetched when missing or stale, else reused)."""
+    script = HERE / "cni_bundle.sh"
+    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    path = Path(subprocess.run(["bash", str(script), "--print-dir"], capture_output=True, text=True,
+                               check=True).stdout.strip())
+    assert (path / ".stamp").is_file()
+    return path

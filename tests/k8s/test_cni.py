@@ -2,9 +2,10 @@
 checks that stop it before anything is applied.
 
 The role runs through ansible-playbook (cni_playbook.yml, gpuforge.runner) against the session's
-harness, with the upstream files of the bundle tests/k8s/cni_bundle.sh fetches (cached); what it
-applied is read back with the Python client. Each test removes what it installed. Cilium's chart is
-also rendered with the harness's helm to show that every image it can run moves to the mirror.
+harness, with the upstream files of the bundle tests/k8s/cni_bundle.sh fetches (the `bundle` fixture
+of conftest.py, cached); what it applied is read back with the Python client. Each test removes what
+it installed. Cilium's chart is also rendered with the harness's helm to show that every image it can
+run moves to the mirror.
 """
 
 import json
@@ -31,15 +32,6 @@ HOST = "cp-01"
 
 sys.path.insert(0, str(ROOT / "collections"))
 from ansible_collections.gpuforge.cluster.plugins.filter import cni_manifests as cm  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def bundle():
-    script = HERE / "cni_bundle.sh"
-    proc = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return Path(subprocess.run(["bash", str(script), "--print-dir"], capture_output=True, text=True,
-                               check=True).stdout.strip())
 
 
 @pytest.fixture(scope="module")

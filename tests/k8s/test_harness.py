@@ -16,10 +16,10 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from gpuforge import k8s_harness
-
-from conftest import wait_for
 from gpuforge.runner import run_playbook
 from gpuforge.shared import find_shared_dir
+
+from k8s_helpers import wait_for
 
 HERE = Path(__file__).resolve().parent
 H100, A100, T4 = "gpu-h100-01", "gpu-a100-mig-01", "gpu-t4-01"

@@ -15,7 +15,7 @@ import yaml
 
 from gpuforge import k8s_harness
 
-from conftest import ansible_playbook, recap
+from k8s_helpers import ansible_playbook, recap
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]

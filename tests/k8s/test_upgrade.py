@@ -20,7 +20,7 @@ from kubernetes.client.rest import ApiException
 
 from gpuforge import k8s_harness
 
-from conftest import ansible_playbook as ansible, recap, wait_for
+from k8s_helpers import ansible_playbook as ansible, recap, wait_for
 
 HERE = Path(__file__).parent
 ROOT = HERE.parents[1]

@@ -1,6 +1,8 @@
 """gpuforge.runner / `gpuforge run` against a small lab ("t-run": gf-t-run-cp1, gf-t-run-gpu1)."""
 
+import hashlib
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -135,6 +137,54 @@ def test_cli_quiet_limit_and_extra_vars(t_run, tmp_path):
     cat = subprocess.run(["podman", "exec", GPU, "cat", "/etc/gpuforge-test-marker"],
                          capture_output=True, text=True, check=True)
     assert cat.stdout.strip() == "from-cli"
+
+
+def test_cli_extra_vars_reach_the_play_only_through_a_private_file(t_run, tmp_path, process_watch,
+                                                                     files_containing):
+    """`gpuforge run -e gf_secret=...`: ansible-playbook gets the values as `-e @<0600 file>` only; the
+    secret is in no command line but gpuforge's own (where the user typed it), in no file under
+    --artifacts, TMPDIR, the summary or the JUnit file; the play got it (checked by hash)."""
+    digest = hashlib.sha256(SECRET.encode()).hexdigest()
+    tmpdir, art = tmp_path / "tmpdir", tmp_path / "art"
+    tmpdir.mkdir()
+    cli_args = ["run", "tests/lab/playbooks/secret.yml", "-i", str(t_run["inventory"]),
+                "-e", f"gf_secret={SECRET}", "-e", f"gf_secret_sha256={digest}",
+                "--artifacts", str(art), "--summary", str(tmp_path / "s.json"), "--junit", str(tmp_path / "j.xml")]
+    cmd = [str(Path(sys.executable).parent / "gpuforge"), *cli_args]
+    with process_watch(SECRET) as watch:
+        proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "TMPDIR": str(tmpdir)}, capture_output=True,
+                              text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    # the play had the value: the no_log assert passed on both hosts, which hold its hash
+    summary = json.loads((tmp_path / "s.json").read_text())
+    for host in (CP, GPU):
+        assert counts(summary["hosts"][host]) == {"ok": 2, "changed": 1, "failed": 0, "unreachable": 0,
+                                                  "skipped": 0}
+        cat = subprocess.run(["podman", "exec", host, "cat", "/etc/gpuforge-test-secret.sha256"],
+                             capture_output=True, text=True, check=True)
+        assert cat.stdout.strip() == digest
+
+    # in a command line only where the user typed it: gpuforge itself (and its forks before they exec)
+    assert watch.polls > 10
+    assert [leak for leak in watch.leaks if leak.where == "environ" or leak.argv[-len(cli_args):] != cli_args] == []
+    runs = list(watch.playbook_runs.values())
+    assert len(runs) == 1, runs
+    files = runs[0].vars_files
+    assert len(files) == 1, runs[0].argv
+    (vars_file, seen), = files.items()
+    assert Path(vars_file).parent.parent == tmpdir and not Path(vars_file).is_relative_to(art)
+    assert seen == {"mode": 0o600, "dir_mode": 0o700, "has_secret": True}
+    assert SECRET not in "\0".join(runs[0].argv)
+    command = json.loads(next((art / "artifacts").glob("*/command")).read_text())["command"]
+    assert command[:3] == ["ansible-playbook", "-e", f"@{vars_file}"] and command.count("-e") == 1
+
+    # on disk nowhere, now that the run is over
+    assert not Path(vars_file).parent.exists() and list(tmpdir.iterdir()) == []
+    assert (art / "artifacts").is_dir() and any((art / "artifacts").glob("*/job_events/*.json"))
+    # tmp_path holds --artifacts, TMPDIR, the summary and the JUnit file
+    assert files_containing(SECRET, tmp_path) == []
+    assert SECRET not in proc.stdout + proc.stderr
 
 
 def test_cli_reports_a_missing_playbook(tmp_path):
