@@ -28,7 +28,7 @@ def cluster_model(groups, hostvars, playbook_dir=None):
     # The rules of the cluster-wide variables, on each host (preflight reports them with everything else).
     values = cluster.Values(hostvars, specs)
     options = cluster.options(specs)
-    for host in model["groups"]["cluster"]:
+    for host in model["groups"]["cluster"] or list(model["nodes"]):
         merged = {}
         for name in options:
             usable, value, _ = values.value(host, name)

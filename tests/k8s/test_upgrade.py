@@ -175,7 +175,8 @@ def test_refused_before_any_node_is_touched(harness, k8s_bin, core_v1, nodes, tm
     out = flat(proc.stdout)
     for message in messages:
         assert message in out, proc.stdout[-4000:]
-    assert "No node was touched." in out
+    # the cluster model refuses what its rules refuse (the batch size) before the upgrade's own check
+    assert "No node was touched." in out or "Nothing was changed." in out
     # only the check ran: no worker was in any play, no node was cordoned or annotated
     assert set(recap(proc.stdout)) == {"cp-01"} and recap(proc.stdout)["cp-01"]["changed"] == 0
     untouched(core_v1)
