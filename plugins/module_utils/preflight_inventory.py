@@ -52,6 +52,13 @@ def inventory_checks(groups, hostvars, specs=None, required_groups=None, sources
                 required_groups = value
     elif isinstance(required_groups, str):
         required_groups = [g.strip() for g in required_groups.split(",") if g.strip()]
+    elif not (isinstance(required_groups, (list, tuple)) and all(isinstance(g, str) for g in required_groups)):
+        records.append(record(
+            INVENTORY, "variable_type", "preflight_required_groups", required_groups, "list of str", False,
+            "preflight_required_groups %s is not a list of group names; checking the default (%s)" % (
+                argspec.show(required_groups), ", ".join(DEFAULT_REQUIRED_GROUPS)),
+        ))
+        required_groups = DEFAULT_REQUIRED_GROUPS
     records.extend(group_checks(groups, list(required_groups)))
     records.extend(group_name_checks(groups))
     records.extend(membership_checks(groups, hosts))
