@@ -282,7 +282,9 @@ def variable_checks(host, values, specs):
                                   "%s cannot be evaluated: %s" % (name, error)))
             values.broken.add((host, name))
             continue
-        if name in cluster.RENAMED:
+        # a name some role still defines is that role's (RENAMED lists containerd_refresh_nvidia_dropin and
+        # nvidia_container_toolkit_containerd_manage_imports as removed while their roles still read them)
+        if name in cluster.RENAMED and name not in known:
             new = cluster.RENAMED[name]
             records.append(record(
                 host, "variable_renamed", name, None, new or "nothing", False,
