@@ -15,6 +15,12 @@ from pathlib import Path
 
 import yaml
 
+try:
+    from jinja2 import Undefined
+except ImportError:  # pragma: no cover - Ansible's controller always has Jinja
+    class Undefined(object):
+        """Stands in for jinja2.Undefined: nothing is an instance of it."""
+
 # Variables every host has that are not the inventory's (magic variables, connection internals).
 MAGIC = frozenset((
     "ansible_check_mode", "ansible_collection_name", "ansible_config_file", "ansible_dependent_role_names",
@@ -40,10 +46,40 @@ def get(variables, name, default=None):
     try:
         if name not in variables:
             return default, None
-        return variables[name], None
+        value = variables[name]
+        # ansible-core 2.19 returns a marker for what cannot be templated (an undefined variable) instead of
+        # raising; it would fail the whole task later, where nothing says which host and variable it was
+        undefined = undefined_message(value)
+        if undefined is not None:
+            return default, undefined
+        return value, None
     except Exception as exc:  # noqa: BLE001 - templating errors of any kind are reported, not raised
         text = str(exc).strip().splitlines()
         return default, (text[0] if text else type(exc).__name__)
+
+
+def undefined_message(value, depth=0):
+    """The message of the first undefined (jinja2.Undefined, Ansible's markers) in a value, its containers
+    searched; None when there is none."""
+    if isinstance(value, Undefined):
+        try:
+            text = str(value._undefined_message).strip().splitlines()
+        except Exception:  # noqa: BLE001 - a marker that cannot say why is still undefined
+            text = []
+        return text[0] if text else "it is undefined"
+    if depth > 32 or isinstance(value, (str, bytes)):
+        return None
+    if isinstance(value, Mapping):
+        items = list(value.values())
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+    else:
+        return None
+    for item in items:
+        found = undefined_message(item, depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 def fact_names(variables):
