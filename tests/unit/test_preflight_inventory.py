@@ -377,7 +377,8 @@ def run_inventory_stage(tmp_path, inventory):
     write(tmp_path / "pb" / "checks.yml", PLAYBOOK)
     out = tmp_path / "records.json"
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_CACHE_PLUGIN="memory",
-               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_NOCOLOR="1")
+               ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"), ANSIBLE_HOME=str(tmp_path / "ansible-home"),
+               ANSIBLE_NOCOLOR="1")
     proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
                            str(tmp_path / "pb" / "checks.yml"), "-e", "out=%s" % out],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
