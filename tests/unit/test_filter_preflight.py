@@ -214,8 +214,8 @@ def test_validate_value(value, spec, expected):
 def test_validate_value_suboptions_and_constraints():
     spec = {"type": "list", "elements": "dict", "options": {
         "host": {"type": "str", "required": True}, "type": {"type": "str", "choices": ["pool", "server"]}}}
-    problems = argspec.validate_value("common_ntp_servers", [{"host": "a", "type": "peer", "iburst": 1}, {"type": "pool"}],
-                                 spec)
+    problems = argspec.validate_value("common_ntp_servers",
+                                      [{"host": "a", "type": "peer", "iburst": 1}, {"type": "pool"}], spec)
     texts = [t for _, t in problems]
     assert "[0] has an unknown key iburst" in texts
     assert "[0].type 'peer' is not one of the allowed values (pool, server)" in texts
