@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import difflib
 import ipaddress
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -126,20 +127,36 @@ def float_hint(value, written=None):
 def suggest(name, candidates, cutoff=0.8):
     """The candidate a misspelt ``name`` most likely meant, or None when none is close.
 
-    Close means a similarity ratio of ``cutoff`` over the whole name, or the same role prefix and a close
-    rest (``common_dissable_swap`` -> ``common_disable_swap``), never a long name that merely shares a suffix."""
+    Close means a similarity ratio of ``cutoff`` over the whole name and, after the words both names start
+    with, a close rest (``common_dissable_swap`` -> ``common_disable_swap``): never a name that merely shares a
+    long prefix or suffix (``kubernetes_control_plane_audit_policy`` gets no hint)."""
     candidates = sorted(set(str(c) for c in candidates))
     if not candidates:
         return None
     scored = []
     for candidate in candidates:
         ratio = difflib.SequenceMatcher(None, name, candidate).ratio()
-        if ratio >= cutoff:
+        if ratio >= cutoff and _rest_ratio(name, candidate) >= min(cutoff, REST_CUTOFF):
             scored.append((ratio, candidate))
     if not scored:
         return None
     scored.sort(key=lambda item: (-item[0], item[1]))
     return scored[0][1]
+
+
+# What follows the words two names share must be this similar too (cni_calico_mut is cni_calico_mtu at 0.67;
+# kubernetes_node_objects_annotations is not kubernetes_node_objects_taints at 0.47).
+REST_CUTOFF = 0.6
+
+
+def _rest_ratio(name, candidate):
+    """Similarity of what follows the words two names share: kubernetes_control_plane_audit_policy is not
+    kubernetes_control_plane_api_sans merely because both start with kubernetes_control_plane_."""
+    shared = os.path.commonprefix([name, candidate])
+    cut = shared.rfind("_") + 1
+    if not cut:
+        return 1.0
+    return difflib.SequenceMatcher(None, name[cut:], candidate[cut:]).ratio()
 
 
 def validate_value(name, value, spec, constraint=None, written=None):

@@ -16,6 +16,12 @@ from pathlib import Path
 import yaml
 from jinja2 import Undefined
 
+try:
+    from jinja2 import Undefined
+except ImportError:  # pragma: no cover - Ansible's controller always has Jinja
+    class Undefined(object):
+        """Stands in for jinja2.Undefined: nothing is an instance of it."""
+
 # Variables every host has that are not the inventory's (magic variables, connection internals).
 MAGIC = frozenset((
     "ansible_check_mode", "ansible_collection_name", "ansible_config_file", "ansible_dependent_role_names",
@@ -36,56 +42,45 @@ def host_vars(hostvars, host):
         return {}
 
 
-def _undefined(value, depth=0):
-    """The first undefined value (a jinja2 Undefined: ansible-core 2.19 returns markers instead of raising)
-    in a value and its containers, or None."""
-    if isinstance(value, Undefined):
-        return value
-    if depth > 20:
-        return None
-    try:
-        if isinstance(value, Mapping):
-            for item in value.values():
-                found = _undefined(item, depth + 1)
-                if found is not None:
-                    return found
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                found = _undefined(item, depth + 1)
-                if found is not None:
-                    return found
-    except Exception:  # noqa: BLE001 - a container that cannot be walked is judged by its use
-        return None
-    return None
-
-
-def _undefined_text(marker):
-    for attribute in ("_undefined_message",):
-        try:
-            text = getattr(marker, attribute)
-            if text:
-                return str(text)
-        except Exception:  # noqa: BLE001
-            pass
-    try:
-        return str(marker._as_exception())  # pylint: disable=protected-access
-    except Exception:  # noqa: BLE001
-        return "a value is undefined"
-
-
 def get(variables, name, default=None):
     """A (templated) variable; returns (value, error text or None)."""
     try:
         if name not in variables:
             return default, None
         value = variables[name]
-        marker = _undefined(value)
-        if marker is not None:
-            return default, _undefined_text(marker).strip().splitlines()[0]
+        # ansible-core 2.19 returns a marker for what cannot be templated (an undefined variable) instead of
+        # raising; it would fail the whole task later, where nothing says which host and variable it was
+        undefined = undefined_message(value)
+        if undefined is not None:
+            return default, undefined
         return value, None
     except Exception as exc:  # noqa: BLE001 - templating errors of any kind are reported, not raised
         text = str(exc).strip().splitlines()
         return default, (text[0] if text else type(exc).__name__)
+
+
+def undefined_message(value, depth=0):
+    """The message of the first undefined (jinja2.Undefined, Ansible's markers) in a value, its containers
+    searched; None when there is none."""
+    if isinstance(value, Undefined):
+        try:
+            text = str(value._undefined_message).strip().splitlines()
+        except Exception:  # noqa: BLE001 - a marker that cannot say why is still undefined
+            text = []
+        return text[0] if text else "it is undefined"
+    if depth > 32 or isinstance(value, (str, bytes)):
+        return None
+    if isinstance(value, Mapping):
+        items = list(value.values())
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+    else:
+        return None
+    for item in items:
+        found = undefined_message(item, depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 def fact_names(variables):

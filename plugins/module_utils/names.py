@@ -13,12 +13,15 @@ from __future__ import annotations
 import ipaddress
 import re
 
+# Every pattern ends in \Z, not $ (which also matches before a trailing newline: "gpu-01\n" would pass), and
+# digits and word characters are ASCII only ([0-9], re.ASCII: \d and \w match other scripts' digits too).
+
 # --- Kubernetes object names -----------------------------------------------------------------
 # A DNS-1123 label: at most 63 lowercase letters, digits and '-', alphanumeric at both ends.
 # A DNS-1123 subdomain (node names, namespaces' objects): labels joined by '.', 253 at most.
 DNS1123_LABEL_PATTERN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-DNS1123_LABEL_RE = re.compile(r"^%s$" % DNS1123_LABEL_PATTERN)
-DNS1123_SUBDOMAIN_RE = re.compile(r"^%s(\.%s)*$" % (DNS1123_LABEL_PATTERN, DNS1123_LABEL_PATTERN))
+DNS1123_LABEL_RE = re.compile(r"^%s\Z" % DNS1123_LABEL_PATTERN)
+DNS1123_SUBDOMAIN_RE = re.compile(r"^%s(\.%s)*\Z" % (DNS1123_LABEL_PATTERN, DNS1123_LABEL_PATTERN))
 DNS1123_LABEL_MAX = 63
 DNS1123_SUBDOMAIN_MAX = 253
 
@@ -75,9 +78,9 @@ def non_ascii(value):
 
 # --- Kubernetes labels and annotations --------------------------------------------------------
 LABEL_NAME_PATTERN = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
-LABEL_NAME_RE = re.compile(r"^%s$" % LABEL_NAME_PATTERN)
-LABEL_KEY_RE = re.compile(r"^(%s(\.%s)*/)?%s$" % (DNS1123_LABEL_PATTERN, DNS1123_LABEL_PATTERN, LABEL_NAME_PATTERN))
-LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
+LABEL_NAME_RE = re.compile(r"^%s\Z" % LABEL_NAME_PATTERN)
+LABEL_KEY_RE = re.compile(r"^(%s(\.%s)*/)?%s\Z" % (DNS1123_LABEL_PATTERN, DNS1123_LABEL_PATTERN, LABEL_NAME_PATTERN))
+LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?\Z")
 
 
 def is_label_key(key, prefixed=False):
@@ -95,8 +98,8 @@ def is_label_value(value):
 
 
 # --- Releases, durations ----------------------------------------------------------------------
-RELEASE_RE = re.compile(r"^\d+\.\d+\.\d+$")
-DURATION_RE = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$")
+RELEASE_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+\Z")
+DURATION_RE = re.compile(r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+\Z")
 
 
 def release(value):
@@ -114,8 +117,8 @@ def is_duration(value, positive=True):
 # --- NVIDIA drivers ---------------------------------------------------------------------------
 # A driver branch is its major number (535, 580); a version adds one or two parts (535.261.03).
 DRIVER_BRANCH_PATTERN = r"[1-9][0-9]{2,3}"
-DRIVER_BRANCH_RE = re.compile(r"^%s$" % DRIVER_BRANCH_PATTERN)
-DRIVER_VERSION_RE = re.compile(r"^(%s)(?:\.([0-9]{1,3}))?(?:\.([0-9]{1,3}))?$" % DRIVER_BRANCH_PATTERN)
+DRIVER_BRANCH_RE = re.compile(r"^%s\Z" % DRIVER_BRANCH_PATTERN)
+DRIVER_VERSION_RE = re.compile(r"^(%s)(?:\.([0-9]{1,3}))?(?:\.([0-9]{1,3}))?\Z" % DRIVER_BRANCH_PATTERN)
 
 
 def is_driver_branch(value):
@@ -129,7 +132,7 @@ def is_driver_version(value):
 
 
 # --- Hosts, addresses, endpoints --------------------------------------------------------------
-HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*\Z")
 
 
 def is_ip(value):
@@ -182,7 +185,7 @@ def split_endpoint(value, default_port=6443):
         raise ValueError("%r is neither an IP address nor a DNS name" % host)
     if port is None:
         return host, int(default_port)
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError("port %r is not 1-65535" % port)
     return host, int(port)
 
@@ -196,10 +199,10 @@ def join_endpoint(host, port):
 # A registry host[:port]; a registry with a path (a mirror's project: host[:port]/path); an image.
 _REGISTRY_HOST = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*(?::[0-9]{1,5})?"
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-REGISTRY_HOST_RE = re.compile(r"^%s$" % _REGISTRY_HOST)
-REGISTRY_RE = re.compile(r"^%s(?:/%s)*$" % (_REGISTRY_HOST, _PATH_COMPONENT))
-IMAGE_RE = re.compile(r"^(?:%s/)?%s(?:/%s)*(?::[\w][\w.-]{0,127})?(?:@[A-Za-z0-9+._-]+:[0-9a-fA-F]{32,})?$"
-                      % (_REGISTRY_HOST, _PATH_COMPONENT, _PATH_COMPONENT))
+REGISTRY_HOST_RE = re.compile(r"^%s\Z" % _REGISTRY_HOST)
+REGISTRY_RE = re.compile(r"^%s(?:/%s)*\Z" % (_REGISTRY_HOST, _PATH_COMPONENT))
+IMAGE_RE = re.compile(r"^(?:%s/)?%s(?:/%s)*(?::[\w][\w.-]{0,127})?(?:@[A-Za-z0-9+._-]+:[0-9a-fA-F]{32,})?\Z"
+                      % (_REGISTRY_HOST, _PATH_COMPONENT, _PATH_COMPONENT), re.ASCII)
 
 
 def is_registry_host(value):
@@ -217,8 +220,8 @@ def is_image(value):
 
 
 # --- Downloads --------------------------------------------------------------------------------
-SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
-URL_RE = re.compile(r"^(https?|file)://\S+$")
+SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}\Z")
+URL_RE = re.compile(r"^(https?|file)://\S+\Z")
 HTTP_URL_RE = re.compile(r"^https?://[^/\s]+")
 
 
@@ -228,5 +231,5 @@ def is_sha256(value):
 
 def url_scheme(value):
     """'https', 'http', 'file' of a URL, or None when it is not one."""
-    match = re.match(r"^(https?|file)://\S+$", str(value or ""))
+    match = URL_RE.match(str(value or ""))
     return match.group(1) if match else None

@@ -52,6 +52,13 @@ def inventory_checks(groups, hostvars, specs=None, required_groups=None, sources
                 required_groups = value
     elif isinstance(required_groups, str):
         required_groups = [g.strip() for g in required_groups.split(",") if g.strip()]
+    elif not (isinstance(required_groups, (list, tuple)) and all(isinstance(g, str) for g in required_groups)):
+        records.append(record(
+            INVENTORY, "variable_type", "preflight_required_groups", required_groups, "list of str", False,
+            "preflight_required_groups %s is not a list of group names; checking the default (%s)" % (
+                argspec.show(required_groups), ", ".join(DEFAULT_REQUIRED_GROUPS)),
+        ))
+        required_groups = DEFAULT_REQUIRED_GROUPS
     records.extend(group_checks(groups, list(required_groups)))
     records.extend(group_name_checks(groups))
     records.extend(membership_checks(groups, hosts))
@@ -275,7 +282,9 @@ def variable_checks(host, values, specs, numbers=None):
                                   "%s cannot be evaluated: %s" % (name, error)))
             values.broken.add((host, name))
             continue
-        if name in cluster.RENAMED:
+        # a name some role still defines is that role's (RENAMED lists containerd_refresh_nvidia_dropin and
+        # nvidia_container_toolkit_containerd_manage_imports as removed while their roles still read them)
+        if name in cluster.RENAMED and name not in known:
             new = cluster.RENAMED[name]
             records.append(record(
                 host, "variable_renamed", name, None, new or "nothing", False,
@@ -327,15 +336,15 @@ def variable_checks(host, values, specs, numbers=None):
 
 
 def rule_checks(host, values, specs, records):
-    """The rules of every role (variable_rules.py), defaults applied. A variable that failed its own check on
-    this host is judged by its default instead, and the rules say nothing more about it."""
+    """The rules of every role (variable_rules.py), defaults applied. A rule that reads a variable that failed its
+    own check on this host is not run (variable_rules.rule)."""
     out = []
     failed = {r["variable"] for r in records if r["host"] == host and not r["ok"]}
     merged = {}
     for options in specs.values():
         for name, spec in options.items():
             usable, value, _ = values.value(host, name)
-            if usable and name not in failed:
+            if usable:
                 merged[name] = value
             else:
                 failed.add(name)
@@ -344,9 +353,7 @@ def rule_checks(host, values, specs, records):
         options = specs.get(role)
         if not options:
             continue
-        for variable, message in variable_rules.role_variable_errors(role, merged, constraints=False):
-            if variable in failed:
-                continue
+        for variable, message in variable_rules.role_variable_errors(role, merged, constraints=False, failed=failed):
             shown = REDACTED if argspec.secret(variable, (options or {}).get(variable)) else merged.get(variable)
             out.append(record(host, "variable_rule", variable, shown, "see the message", False,
                               "%s (%s)" % (message, "cluster-wide variables" if role == cluster.MODEL_ROLE

@@ -63,9 +63,12 @@ CONSTRAINTS = {
 }
 
 
-def rule(role):
-    """Registers a rule function of ``role``."""
+def rule(role, reads=None):
+    """Registers a rule function of ``role``; ``reads``: the variables it judges (default: all of the role's).
+    Preflight does not run a rule one of whose variables failed its own check on the host (a value that is not
+    even of its type would only make the rule say something misleading)."""
     def register(function):
+        function.reads = tuple(reads) if reads else None
         RULES.setdefault(role, []).append(function)
         return function
     return register
@@ -126,86 +129,126 @@ def pod_network_problem(value):
 # The cluster (roles/cluster_model)
 
 
-@rule("cluster_model")
-def cluster_model(values):
-    errors = []
-    p = "gpuforge_"
-    name = _text(values.get(p + "cluster_name"))
+P = "gpuforge_"
+
+
+@rule("cluster_model", reads=(P + "cluster_name",))
+def cluster_name(values):
+    name = _text(values.get(P + "cluster_name"))
     reasons = names.dns1123_problems(name, label=True)
     if reasons:
-        errors.append((p + "cluster_name", "%scluster_name %r is not a DNS-1123 label: it %s (kubeadm and the "
-                                           "kubeconfig use it as a name)" % (p, name, " and ".join(reasons))))
-    errors.extend(release_problems(p + "kubernetes_version", values.get(p + "kubernetes_version")))
-    subnets = {}
+        return [(P + "cluster_name", "%scluster_name %r is not a DNS-1123 label: it %s (kubeadm and the kubeconfig use "
+                                     "it as a name)" % (P, name, " and ".join(reasons)))]
+    return []
+
+
+@rule("cluster_model", reads=(P + "kubernetes_version",))
+def kubernetes_version(values):
+    return release_problems(P + "kubernetes_version", values.get(P + "kubernetes_version"))
+
+
+def _subnets(values):
+    return {kind: names.network(values.get(P + kind)) for kind in ("pod_subnet", "service_subnet")
+            if names.network(values.get(P + kind)) is not None}
+
+
+@rule("cluster_model", reads=(P + "pod_subnet", P + "service_subnet", "cni_plugin"))
+def subnets(values):
+    errors = []
     for kind in ("pod_subnet", "service_subnet"):
-        value = values.get(p + kind)
-        net = names.network(value)
-        if net is None:
-            errors.append((p + kind, "%s%s %r is not a network in CIDR notation (e.g. 10.244.0.0/16, host bits zero)"
-                           % (p, kind, value)))
-        else:
-            subnets[kind] = net
-    if len(subnets) == 2:
-        pod, service = subnets["pod_subnet"], subnets["service_subnet"]
+        value = values.get(P + kind)
+        if names.network(value) is None:
+            errors.append((P + kind, "%s%s %r is not a network in CIDR notation (e.g. 10.244.0.0/16, host bits zero)"
+                           % (P, kind, value)))
+    found = _subnets(values)
+    if len(found) == 2:
+        pod, service = found["pod_subnet"], found["service_subnet"]
         if pod.version != service.version:
-            errors.append((p + "service_subnet", "%sservice_subnet %s is IPv%d but %spod_subnet %s is IPv%d: both must "
+            errors.append((P + "service_subnet", "%sservice_subnet %s is IPv%d but %spod_subnet %s is IPv%d: both must "
                                                  "be of one IP family (dual-stack is not supported)"
-                           % (p, service, service.version, p, pod, pod.version)))
+                           % (P, service, service.version, P, pod, pod.version)))
         elif pod.overlaps(service):
-            errors.append((p + "service_subnet", "%sservice_subnet %s overlaps %spod_subnet %s" % (p, service, p, pod)))
-    if "service_subnet" in subnets and subnets["service_subnet"].version == 4 and subnets["service_subnet"].prefixlen < 12:
-        errors.append((p + "service_subnet", "%sservice_subnet %s is larger than /12, the most the API server allows"
-                       % (p, subnets["service_subnet"])))
-    if "pod_subnet" in subnets and values.get("cni_plugin", "calico") != "none":
-        why = pod_network_problem(values.get(p + "pod_subnet"))
+            errors.append((P + "service_subnet", "%sservice_subnet %s overlaps %spod_subnet %s" % (P, service, P, pod)))
+    if "service_subnet" in found and found["service_subnet"].version == 4 and found["service_subnet"].prefixlen < 12:
+        errors.append((P + "service_subnet", "%sservice_subnet %s is larger than /12, the most the API server allows"
+                       % (P, found["service_subnet"])))
+    if "pod_subnet" in found and values.get("cni_plugin", "calico") != "none":
+        why = pod_network_problem(values.get(P + "pod_subnet"))
         if why:
-            errors.append((p + "pod_subnet", "%spod_subnet %s; the cni role (cni_plugin %s) would refuse it after "
-                                             "kubeadm init built the cluster" % (p, why, values.get("cni_plugin", "calico"))))
-    domain = _text(values.get(p + "dns_domain"))
+            errors.append((P + "pod_subnet", "%spod_subnet %s; the cni role (cni_plugin %s) would refuse it after "
+                                             "kubeadm init built the cluster" % (P, why, values.get("cni_plugin", "calico"))))
+    return errors
+
+
+@rule("cluster_model", reads=(P + "dns_domain",))
+def dns_domain(values):
+    domain = _text(values.get(P + "dns_domain"))
     if not names.is_dns1123_subdomain(domain):
-        errors.append((p + "dns_domain", "%sdns_domain %r is not a DNS domain" % (p, domain)))
-    port = values.get(p + "api_port")
+        return [(P + "dns_domain", "%sdns_domain %r is not a DNS domain" % (P, domain))]
+    return []
+
+
+@rule("cluster_model", reads=(P + "api_port", P + "ha_mode", P + "control_plane_endpoint", P + "vip", P + "pod_subnet",
+                              P + "service_subnet"))
+def endpoint(values):
+    errors = []
+    port = values.get(P + "api_port")
     port = port if isinstance(port, int) and not isinstance(port, bool) and 0 < port < 65536 else 6443
-    mode = values.get(p + "ha_mode")
-    endpoint = _text(values.get(p + "control_plane_endpoint"))
+    mode = values.get(P + "ha_mode")
+    text = _text(values.get(P + "control_plane_endpoint"))
     endpoint_host = None
-    if endpoint:
+    if text:
         try:
-            endpoint_host, _ = names.split_endpoint(endpoint, port)
+            endpoint_host, _ = names.split_endpoint(text, port)
         except ValueError as exc:
-            errors.append((p + "control_plane_endpoint", "%scontrol_plane_endpoint %r is not host or host:port (%s)"
-                           % (p, endpoint, exc)))
+            errors.append((P + "control_plane_endpoint", "%scontrol_plane_endpoint %r is not host or host:port (%s)"
+                           % (P, text, exc)))
     elif mode == "external":
-        errors.append((p + "control_plane_endpoint", "%sha_mode external needs %scontrol_plane_endpoint, the load "
-                                                     "balancer's host[:port]" % (p, p)))
-    vip = _text(values.get(p + "vip"))
+        errors.append((P + "control_plane_endpoint", "%sha_mode external needs %scontrol_plane_endpoint, the load "
+                                                     "balancer's host[:port]" % (P, P)))
+    vip = _text(values.get(P + "vip"))
     if mode == "kube_vip":
         if not names.is_ip(vip):
-            errors.append((p + "vip", "%sha_mode kube_vip needs %svip, an unused IP address in the control planes' "
-                                      "subnet (got %r)" % (p, p, vip)))
+            errors.append((P + "vip", "%sha_mode kube_vip needs %svip, an unused IP address in the control planes' "
+                                      "subnet (got %r)" % (P, P, vip)))
         if endpoint_host and names.is_ip(vip) and names.is_ip(endpoint_host) and endpoint_host != vip:
-            errors.append((p + "control_plane_endpoint", "%scontrol_plane_endpoint %s is not %svip %s: with kube_vip "
+            errors.append((P + "control_plane_endpoint", "%scontrol_plane_endpoint %s is not %svip %s: with kube_vip "
                                                          "the endpoint is the VIP (leave %scontrol_plane_endpoint empty)"
-                           % (p, endpoint, p, vip, p)))
+                           % (P, text, P, vip, P)))
     elif vip:
-        errors.append((p + "vip", "%svip is set but %sha_mode is %s, not kube_vip" % (p, p, mode)))
+        errors.append((P + "vip", "%svip is set but %sha_mode is %s, not kube_vip" % (P, P, mode)))
     for kind, address in (("vip", vip), ("control_plane_endpoint", endpoint_host)):
         if address and names.is_ip(address):
-            for subnet_name, net in subnets.items():
+            for subnet_name, net in _subnets(values).items():
                 if names.ip(address) in net:
-                    errors.append((p + kind, "%s%s %s is inside %s%s %s" % (p, kind, address, p, subnet_name, net)))
-    node_name = _text(values.get(p + "node_name"))
-    if node_name and names.dns1123_problems(node_name):
-        errors.append((p + "node_name", "%snode_name %r is not a lowercase DNS-1123 name: it %s"
-                       % (p, node_name, " and ".join(names.dns1123_problems(node_name)))))
-    socket = _text(values.get(p + "cri_socket"))
-    if not socket.startswith("unix:///"):
-        errors.append((p + "cri_socket", "%scri_socket %r is not a unix:/// socket URL" % (p, socket)))
-    batch = _text(values.get(p + "upgrade_worker_batch"))
-    if not re.match(r"^[1-9][0-9]*%?$", batch) or (batch.endswith("%") and int(batch[:-1]) > 100):
-        errors.append((p + "upgrade_worker_batch", "%supgrade_worker_batch %s must be a number of workers (1 or more) "
-                                                   "or a percentage of them (1%% to 100%%)" % (p, batch)))
+                    errors.append((P + kind, "%s%s %s is inside %s%s %s" % (P, kind, address, P, subnet_name, net)))
     return errors
+
+
+@rule("cluster_model", reads=(P + "node_name",))
+def node_name(values):
+    name = _text(values.get(P + "node_name"))
+    if name and names.dns1123_problems(name):
+        return [(P + "node_name", "%snode_name %r is not a lowercase DNS-1123 name: it %s"
+                 % (P, name, " and ".join(names.dns1123_problems(name))))]
+    return []
+
+
+@rule("cluster_model", reads=(P + "cri_socket",))
+def cri_socket(values):
+    socket = _text(values.get(P + "cri_socket"))
+    if not socket.startswith("unix:///"):
+        return [(P + "cri_socket", "%scri_socket %r is not a unix:/// socket URL" % (P, socket))]
+    return []
+
+
+@rule("cluster_model", reads=(P + "upgrade_worker_batch",))
+def upgrade_worker_batch(values):
+    batch = _text(values.get(P + "upgrade_worker_batch"))
+    if not re.match(r"^[1-9][0-9]*%?$", batch) or (batch.endswith("%") and int(batch[:-1]) > 100):
+        return [(P + "upgrade_worker_batch", "%supgrade_worker_batch %s must be a number of workers (1 or more) or a "
+                                             "percentage of them (1%% to 100%%)" % (P, batch))]
+    return []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -496,9 +539,11 @@ def preflight(values):
     return errors
 
 
-def role_variable_errors(role, values, constraints=True):
-    """[(variable, message)] of a role's constraints (unless preflight checks them with the types) and rules."""
+def role_variable_errors(role, values, constraints=True, failed=()):
+    """[(variable, message)] of a role's constraints (unless preflight checks them with the types) and rules;
+    ``failed``: variables that failed their own checks (the rules reading one of them are not run)."""
     errors = []
+    failed = set(failed)
     for variable, constraint in CONSTRAINTS.items() if constraints else ():
         if not variable.startswith(role + "_") and not (role == "cluster_model" and variable.startswith("gpuforge_")):
             continue
@@ -506,6 +551,9 @@ def role_variable_errors(role, values, constraints=True):
             continue
         errors.extend(constraint_errors(variable, values.get(variable), constraint))
     for function in RULES.get(role, []):
+        reads = set(function.reads) if function.reads else {n for n in values if n.startswith(role + "_")}
+        if reads & failed:
+            continue
         errors.extend(function(values))
     return errors
 

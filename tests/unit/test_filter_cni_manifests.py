@@ -91,35 +91,44 @@ def kubeadm_config(networking):
              "data": {"ClusterConfiguration": text}}]
 
 
-def test_pod_subnet_from_the_cluster():
-    got = cm.cni_pod_network("", kubeadm_config({"podSubnet": SUBNET, "serviceSubnet": "10.96.0.0/12"}))
+# Changed by design: the value is the cluster model's gpuforge_pod_subnet now (there is no cni_pod_subnet that
+# may be empty and read from the cluster); the cluster must record a podSubnet in kubeadm-config and it must be
+# the same network. The errors name gpuforge_pod_subnet.
+
+def test_pod_subnet_of_the_model_and_the_cluster():
+    got = cm.cni_pod_network(SUBNET, kubeadm_config({"podSubnet": SUBNET, "serviceSubnet": "10.96.0.0/12"}))
     assert got == {"subnet": SUBNET, "cluster": SUBNET, "service": "10.96.0.0/12", "errors": []}
     # the whole k8s_info result works too
-    assert cm.cni_pod_network(None, {"resources": kubeadm_config({"podSubnet": SUBNET})})["subnet"] == SUBNET
+    assert cm.cni_pod_network(SUBNET, {"resources": kubeadm_config({"podSubnet": SUBNET})})["subnet"] == SUBNET
 
 
 def test_pod_subnet_set_and_the_same_as_the_cluster():
     assert cm.cni_pod_network(SUBNET, kubeadm_config({"podSubnet": SUBNET}))["errors"] == []
-
-
-def test_pod_subnet_set_and_no_cluster_config():
-    assert cm.cni_pod_network(SUBNET, [])["subnet"] == SUBNET
-    assert cm.cni_pod_network(SUBNET, kubeadm_config({"serviceSubnet": "10.96.0.0/12"}))["subnet"] == SUBNET
+    # the same network written with host bits is the same network
+    assert cm.cni_pod_network(SUBNET, kubeadm_config({"podSubnet": "10.32.0.1/16"}))["errors"] == []
 
 
 @pytest.mark.parametrize("value, networking, message", [
-    ("", None, "cni_pod_subnet is empty and the cluster records no pod subnet .no networking.podSubnet in the "
-               "ClusterConfiguration of ConfigMap kube-system/kubeadm-config.: set cni_pod_subnet"),
-    ("", {"serviceSubnet": "10.96.0.0/12"}, "cni_pod_subnet is empty and the cluster records no pod subnet"),
-    ("10.99.0.0/16", {"podSubnet": SUBNET}, "cni_pod_subnet is 10.99.0.0/16 but the cluster's pod subnet "
+    # no record of the cluster's pod subnet (it was the value alone before): refused
+    (SUBNET, None, "the cluster records no pod subnet .no networking.podSubnet in the ClusterConfiguration of "
+                   "ConfigMap kube-system/kubeadm-config, which kubeadm init uploads.: the CNI goes on a cluster "
+                   "kubeadm made, on the pod subnet it recorded .gpuforge_pod_subnet 10.32.0.0/16."),
+    (SUBNET, {"serviceSubnet": "10.96.0.0/12"}, "the cluster records no pod subnet"),
+    # an empty value is no longer "read the cluster's"
+    ("", None, "gpuforge_pod_subnet: '' is not a network in CIDR notation"),
+    ("", {"podSubnet": SUBNET}, "gpuforge_pod_subnet: '' is not a network in CIDR notation"),
+    ("10.99.0.0/16", {"podSubnet": SUBNET}, "gpuforge_pod_subnet is 10.99.0.0/16 but the cluster's pod subnet "
                                             r"\(networking.podSubnet in ConfigMap kube-system/kubeadm-config\) is "
-                                            "10.32.0.0/16: they must be the same network"),
-    ("10.32.0.1/16", None, "cni_pod_subnet: '10.32.0.1/16' is not a valid network"),
-    ("", {"podSubnet": "10.32.0.0/16,fd00:10:32::/56"}, "is '10.32.0.0/16,fd00:10:32::/56', dual-stack"),
-    ("", {"podSubnet": "10.32.0.0/27"}, "the cluster's pod subnet .* is a /27"),
-    ("", {"podSubnet": "not-a-net"}, "'not-a-net' is not a network"),
-    ("10.96.0.0/16", {"serviceSubnet": "10.96.0.0/12"}, "the pod subnet 10.96.0.0/16 overlaps the service subnet "
-                                                        "10.96.0.0/12"),
+                                            "10.32.0.0/16: kubeadm init fixed it when it created the cluster; set "
+                                            "gpuforge_pod_subnet to 10.32.0.0/16"),
+    ("10.32.0.1/16", None, "gpuforge_pod_subnet: '10.32.0.1/16' is not a valid network"),
+    (SUBNET, {"podSubnet": "10.32.0.0/16,fd00:10:32::/56"}, "is '10.32.0.0/16,fd00:10:32::/56', dual-stack"),
+    ("10.32.0.0/27", {"podSubnet": "10.32.0.0/27"}, "gpuforge_pod_subnet: '10.32.0.0/27' is a /27"),
+    ("fd00:10:32::/56", {"podSubnet": "fd00:10:32::/56"}, "gpuforge_pod_subnet: 'fd00:10:32::/56' is not an IPv4 "
+                                                          "network"),
+    (SUBNET, {"podSubnet": "not-a-net"}, "'not-a-net' is not a network"),
+    ("10.96.0.0/16", {"podSubnet": "10.96.0.0/16", "serviceSubnet": "10.96.0.0/12"},
+     "the pod subnet 10.96.0.0/16 overlaps the service subnet 10.96.0.0/12"),
 ])
 def test_pod_subnet_errors(value, networking, message):
     got = cm.cni_pod_network(value, kubeadm_config(networking) if networking is not None else [])

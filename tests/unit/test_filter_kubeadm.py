@@ -83,12 +83,18 @@ def test_upgrade_plan(current, target, ok, reason):
     assert plan["change"] == (plan["current"] != plan["target"])
 
 
-DEFAULTS = yaml.safe_load((ROOT / "roles" / "kubernetes_control_plane" / "defaults" / "main.yml").read_text())
+# The control plane's rules read the cluster-wide gpuforge_* variables (the cluster model's, roles/cluster_model)
+# too; the rules of those variables moved to the cluster model (vr.RULES["cluster_model"]). Both run here, on the defaults
+# of both roles, so that each case below keeps asserting the problem it did, under the variables' new names.
+DEFAULTS = {**yaml.safe_load((ROOT / "roles" / "cluster_model" / "defaults" / "main.yml").read_text()),
+            **yaml.safe_load((ROOT / "roles" / "kubernetes_control_plane" / "defaults" / "main.yml").read_text())}
 P = "kubernetes_control_plane_"
+G = "gpuforge_"
 
 
-def rules(**changes):
-    return vr.kubernetes_control_plane({**DEFAULTS, **{P + k: v for k, v in changes.items()}})
+def rules(changes=None):
+    values = {**DEFAULTS, **(changes or {})}
+    return vr.role_variable_errors("cluster_model", values, constraints=False) + vr.kubernetes_control_plane(values)
 
 
 def test_defaults_pass():
@@ -96,32 +102,39 @@ def test_defaults_pass():
 
 
 @pytest.mark.parametrize("changes, expected", [
-    ({"pod_subnet": "10.96.0.0/16"}, [(P + "service_subnet", P + "service_subnet 10.96.0.0/12 overlaps " + P
-                                       + "pod_subnet 10.96.0.0/16")]),
-    ({"pod_subnet": "10.244.0.1/16"}, [(P + "pod_subnet", P + "pod_subnet '10.244.0.1/16' is not a network in CIDR "
-                                        "notation (e.g. 10.244.0.0/16, host bits zero)")]),
-    ({"service_subnet": "172.0.0.0/8"}, [(P + "service_subnet", P + "service_subnet 172.0.0.0/8 is larger than /12, the "
-                                         "most the API server allows")]),
-    ({"ha_mode": "external"}, [(P + "endpoint", P + "ha_mode external needs " + P + "endpoint, the load balancer's "
-                                "host[:port]")]),
-    ({"ha_mode": "kube_vip", "vip": "10.0.0.10"}, [(P + "kube_vip_image", P + "ha_mode kube_vip needs " + P
-                                                    + "kube_vip_image, the kube-vip image (repository:tag) in the "
-                                                      "site's registry")]),
-    ({"ha_mode": "kube_vip", "vip": "10.244.1.1", "kube_vip_image": "m/kube-vip:v1"},
-     [(P + "vip", P + "vip 10.244.1.1 is inside " + P + "pod_subnet 10.244.0.0/16")]),
-    ({"ha_mode": "kube_vip", "vip": "10.0.0.10", "kube_vip_image": "m/kube-vip:v1", "endpoint": "10.0.0.11"},
-     [(P + "endpoint", P + "endpoint 10.0.0.11 is not " + P + "vip 10.0.0.10: with kube_vip the endpoint is the VIP "
-       "(leave " + P + "endpoint empty)")]),
-    ({"vip": "10.0.0.10"}, [(P + "vip", P + "vip is set but " + P + "ha_mode is none, not kube_vip")]),
-    ({"join_token_ttl": "0s"}, [(P + "join_token_ttl", P + "join_token_ttl '0s' is not a duration above zero such "
-                                 "as 30m or 1h (0 would make tokens that never expire)")]),
-    ({"feature_gates": {"A": "on"}}, [(P + "feature_gates", P + "feature_gates: A must be true or false")]),
-    ({"node_name": "GPU_01"}, [(P + "node_name", P + "node_name 'GPU_01' is not a lowercase DNS-1123 name")]),
-    ({"version": "v1.37.2"}, [(P + "version", P + "version 'v1.37.2' is not a release such as '1.37.2' (X.Y.Z, no 'v')")]),
-    ({"api_sans": ["ok.example.internal", "bad name"]}, [(P + "api_sans", P + "api_sans: 'bad name' is neither an IP "
-                                                                            "address nor a DNS name")]),
-    ({"cri_socket": "/run/containerd/containerd.sock"}, [(P + "cri_socket", P + "cri_socket "
-                                                          "'/run/containerd/containerd.sock' is not a unix:/// socket URL")]),
+    ({G + "pod_subnet": "10.96.0.0/16"}, [(G + "service_subnet", G + "service_subnet 10.96.0.0/12 overlaps " + G
+                                           + "pod_subnet 10.96.0.0/16")]),
+    ({G + "pod_subnet": "10.244.0.1/16"}, [(G + "pod_subnet", G + "pod_subnet '10.244.0.1/16' is not a network in "
+                                            "CIDR notation (e.g. 10.244.0.0/16, host bits zero)")]),
+    ({G + "service_subnet": "172.0.0.0/8"}, [(G + "service_subnet", G + "service_subnet 172.0.0.0/8 is larger than "
+                                             "/12, the most the API server allows")]),
+    ({G + "ha_mode": "external"}, [(G + "control_plane_endpoint", G + "ha_mode external needs " + G
+                                    + "control_plane_endpoint, the load balancer's host[:port]")]),
+    ({G + "ha_mode": "kube_vip", G + "vip": "10.0.0.10"}, [(P + "kube_vip_image", G + "ha_mode kube_vip needs " + P
+                                                            + "kube_vip_image, the kube-vip image (repository:tag) in "
+                                                              "the site's registry")]),
+    ({G + "ha_mode": "kube_vip", G + "vip": "10.244.1.1", P + "kube_vip_image": "m/kube-vip:v1"},
+     [(G + "vip", G + "vip 10.244.1.1 is inside " + G + "pod_subnet 10.244.0.0/16")]),
+    ({G + "ha_mode": "kube_vip", G + "vip": "10.0.0.10", P + "kube_vip_image": "m/kube-vip:v1",
+      G + "control_plane_endpoint": "10.0.0.11"},
+     [(G + "control_plane_endpoint", G + "control_plane_endpoint 10.0.0.11 is not " + G + "vip 10.0.0.10: with "
+       "kube_vip the endpoint is the VIP (leave " + G + "control_plane_endpoint empty)")]),
+    ({G + "vip": "10.0.0.10"}, [(G + "vip", G + "vip is set but " + G + "ha_mode is none, not kube_vip")]),
+    ({P + "join_token_ttl": "0s"}, [(P + "join_token_ttl", P + "join_token_ttl '0s' is not a duration above zero "
+                                     "such as 30m or 1h (0 would make tokens that never expire)")]),
+    ({P + "feature_gates": {"A": "on"}}, [(P + "feature_gates", P + "feature_gates: A must be true or false")]),
+    # the message now says why (names.dns1123_problems)
+    ({G + "node_name": "GPU_01"}, [(G + "node_name", G + "node_name 'GPU_01' is not a lowercase DNS-1123 name: it "
+                                    "has uppercase letters and has characters other than a-z, 0-9, '-' and '.' "
+                                    "('_')")]),
+    # and a 'v' before a release gets a hint
+    ({G + "kubernetes_version": "v1.37.2"}, [(G + "kubernetes_version", G + "kubernetes_version 'v1.37.2' is not a "
+                                              "release such as '1.37.2' (X.Y.Z, no 'v'); drop the 'v'")]),
+    ({P + "api_sans": ["ok.example.internal", "bad name"]}, [(P + "api_sans", P + "api_sans: 'bad name' is neither "
+                                                                                "an IP address nor a DNS name")]),
+    ({G + "cri_socket": "/run/containerd/containerd.sock"}, [(G + "cri_socket", G + "cri_socket "
+                                                              "'/run/containerd/containerd.sock' is not a unix:/// "
+                                                              "socket URL")]),
 ])
 def test_control_plane_rules(changes, expected):
-    assert rules(**changes) == expected
+    assert rules(changes) == expected

@@ -1,4 +1,4 @@
-"""Unit tests for gpuforge.cluster.k8s_node_patch (plugins/filter/kubernetes_nodes.py)."""
+"""Unit tests for gpuforge.cluster.k8s_node_patch and k8s_drain_blockers (plugins/filter/kubernetes_nodes.py)."""
 
 import pytest
 from ansible.errors import AnsibleFilterError
@@ -89,3 +89,70 @@ def test_gpu_labels_of_a_real_capture_are_accepted(fixtures):
     plan = kn.k8s_node_patch(node(), labels, [])
     assert plan["patch"]["metadata"]["labels"]["nvidia.com/mig-1g.20gb.count"] == "4"
     assert plan["patch"]["metadata"]["annotations"][MANAGED_L].split(",") == sorted(labels)
+
+
+# --- k8s_drain_blockers -----------------------------------------------------------------------
+
+
+def pod(name, namespace="default", owner=None, phase="Running", annotations=None, deleting=False):
+    """A Pod as kubernetes.core.k8s_info returns it (trimmed)."""
+    metadata = {"name": name, "namespace": namespace, "uid": "uid-" + name, "annotations": annotations or {}}
+    if owner:
+        metadata["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": owner, "name": name.rsplit("-", 1)[0],
+                                        "uid": "owner-" + name, "controller": True, "blockOwnerDeletion": True}]
+    if deleting:
+        metadata["deletionTimestamp"] = "2026-12-03T12:00:00Z"
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata,
+            "spec": {"nodeName": "wk-01", "containers": [{"name": "main", "image": "registry.example.internal/x:1"}]},
+            "status": {"phase": phase}}
+
+
+NODE_PODS = [
+    pod("web-7d4b9c-x2kq", owner="ReplicaSet"),
+    pod("calico-node-8xz2p", namespace="kube-system", owner="DaemonSet"),
+    pod("nvidia-device-plugin-ds-4hj2k", namespace="kube-system", owner="DaemonSet"),
+    pod("kube-proxy-wk-01", namespace="kube-system", annotations={"kubernetes.io/config.mirror": "5f1e"}),
+    pod("job-done-abc12", owner="Job", phase="Succeeded"),
+    pod("job-failed-abc13", owner="Job", phase="Failed"),
+    pod("db-0", namespace="data", owner="StatefulSet"),
+    pod("debug-shell"),  # no controller: kubernetes_drain_force decides
+    pod("web-7d4b9c-q9zt", owner="ReplicaSet", deleting=True),  # evicted, still terminating
+]
+
+
+def test_drain_blockers_are_the_pods_a_drain_must_see_leave():
+    # not DaemonSet pods (they stay on a cordoned node), not mirror pods (the kubelet's static pods), not finished
+    # ones; pods still terminating are there until they are gone
+    assert kn.k8s_drain_blockers(NODE_PODS) == [
+        "data/db-0", "default/debug-shell", "default/web-7d4b9c-q9zt", "default/web-7d4b9c-x2kq"]
+
+
+def test_drain_blockers_of_a_k8s_info_result_and_of_a_drained_node():
+    assert kn.k8s_drain_blockers({"resources": NODE_PODS, "api_found": True, "changed": False}) == \
+        kn.k8s_drain_blockers(NODE_PODS)
+    drained = [p for p in NODE_PODS if kn.k8s_drain_blockers([p]) == []]
+    assert len(drained) == 5 and kn.k8s_drain_blockers(drained) == []
+    assert kn.k8s_drain_blockers([]) == []
+    assert kn.k8s_drain_blockers({"resources": []}) == []
+
+
+def test_a_pod_without_status_or_annotations_blocks():
+    bare = {"metadata": {"name": "p", "namespace": "default"}}
+    assert kn.k8s_drain_blockers([bare]) == ["default/p"]
+
+
+@pytest.mark.parametrize("pods, message", [
+    ("web-1", "k8s_drain_blockers: pods must be a list of Pod objects, got str"),
+    ({"items": []}, "k8s_drain_blockers: pods must be a list of Pod objects, got dict"),
+    (None, "k8s_drain_blockers: pods must be a list of Pod objects, got NoneType"),
+    (["web-1"], "k8s_drain_blockers: 'web-1' is not a Pod object"),
+    ([{"kind": "Pod"}], "is not a Pod object"),
+])
+def test_drain_blockers_bad_input(pods, message):
+    with pytest.raises(AnsibleFilterError, match=message):
+        kn.k8s_drain_blockers(pods)
+
+
+def test_filter_module_exports():
+    assert kn.FilterModule().filters() == {"k8s_node_patch": kn.k8s_node_patch,
+                                           "k8s_drain_blockers": kn.k8s_drain_blockers}

@@ -148,7 +148,8 @@ def test_max_cuda_for_driver(driver, toolkit, minor):
 
 
 @pytest.mark.parametrize("driver, branch", [
-    ("535.54.03", "535"), ("570.26", "570"), ("R580", "580"), (535, "535"), ("96.43.23", "96"), (" 590.48.01 ", "590"),
+    ("535.54.03", "535"), ("570.26", "570"), ("R580", "580"), (535, "535"), (" 590.48.01 ", "590"),
+    ("1000.10.01", "1000"),  # a branch is 3 or 4 digits (names.DRIVER_BRANCH_PATTERN)
 ])
 def test_driver_branch(driver, branch):
     assert nc.driver_branch(driver) == branch
@@ -368,6 +369,10 @@ def test_check_without_gpus():
     (lambda: nc.driver_branch(None), "driver version must be a version string"),
     (lambda: nc.driver_branch(-535), "'-535' is not an NVIDIA driver version"),
     (lambda: nc.driver_branch("5"), "'5' is not an NVIDIA driver version"),
+    # Changed by design: a branch is 3 or 4 digits now (names.DRIVER_BRANCH_PATTERN, shared with the variable
+    # rules); the 2-digit legacy branches (96.43.23 was read as 96) are no longer accepted.
+    (lambda: nc.driver_branch("96.43.23"), "'96.43.23' is not an NVIDIA driver version"),
+    (lambda: nc.driver_branch("053.1"), "'053.1' is not an NVIDIA driver version"),
     (lambda: nc.driver_branch("535.54.03.1"), "is not an NVIDIA driver version"),
     (lambda: nc.driver_branch(False), "driver version must be a version string"),
     (lambda: nc.max_cuda_for_driver("300.1"), "driver 300.1 is older than every CUDA toolkit in the table"),

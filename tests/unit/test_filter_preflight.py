@@ -1,4 +1,5 @@
-"""Unit tests for the gpuforge.cluster preflight filters (plugins/filter/preflight.py).
+"""Unit tests for the gpuforge.cluster preflight filters (plugins/filter/preflight.py) and the
+module_utils they wrap (argspec.py, preflight_inventory.py, preflight_hosts.py, preflight_report.py).
 
 The facts are trimmed copies of what `ansible.builtin.setup` returned on real hosts:
 a Debian 12 lab container on this machine (podman, cgroup v1), an Ubuntu 22.04 VM
@@ -14,6 +15,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 from ansible.errors import AnsibleFilterError  # noqa: E402
 from ansible_collections.gpuforge.cluster.plugins.filter import preflight as pf  # noqa: E402
+from ansible_collections.gpuforge.cluster.plugins.module_utils import argspec  # noqa: E402
+from ansible_collections.gpuforge.cluster.plugins.module_utils import preflight_hosts, preflight_report  # noqa: E402
+from ansible_collections.gpuforge.cluster.plugins.module_utils import variable_rules as vr  # noqa: E402
+from ansible_collections.gpuforge.cluster.plugins.module_utils.preflight_report import PreflightError  # noqa: E402
 
 # --- recorded facts ---------------------------------------------------------------
 
@@ -199,7 +204,7 @@ def test_load_argument_specs_merges_entry_points(tmp_path):
     (None, {"type": "int"}, None),
 ])
 def test_validate_value(value, spec, expected):
-    problems = pf.validate_value("x", value, spec)
+    problems = argspec.validate_value("x", value, spec)
     if expected is None:
         assert problems == []
     else:
@@ -209,17 +214,17 @@ def test_validate_value(value, spec, expected):
 def test_validate_value_suboptions_and_constraints():
     spec = {"type": "list", "elements": "dict", "options": {
         "host": {"type": "str", "required": True}, "type": {"type": "str", "choices": ["pool", "server"]}}}
-    problems = pf.validate_value("common_ntp_servers", [{"host": "a", "type": "peer", "iburst": 1}, {"type": "pool"}],
-                                 spec)
+    problems = argspec.validate_value("common_ntp_servers",
+                                      [{"host": "a", "type": "peer", "iburst": 1}, {"type": "pool"}], spec)
     texts = [t for _, t in problems]
     assert "[0] has an unknown key iburst" in texts
     assert "[0].type 'peer' is not one of the allowed values (pool, server)" in texts
     assert "[1] is missing the required key host" in texts
-    assert pf.validate_value("s", -1, {"type": "float"}, {"min": 0}) == [
+    assert argspec.validate_value("s", -1, {"type": "float"}, {"min": 0}) == [
         ("variable_range", "-1 is below the minimum 0")]
-    assert pf.validate_value("ip", "10.1.2", {"type": "str"}, {"format": "ip"})[0][0] == "variable_format"
-    assert pf.validate_value("v", "three", {"type": "str"}, {"format": "version"})[0][0] == "variable_format"
-    assert pf.validate_value("p", "var", {"type": "str"}, {"format": "absolute_path"})[0][0] == "variable_format"
+    assert argspec.validate_value("ip", "10.1.2", {"type": "str"}, {"format": "ip"})[0][0] == "variable_format"
+    assert argspec.validate_value("v", "three", {"type": "str"}, {"format": "version"})[0][0] == "variable_format"
+    assert argspec.validate_value("p", "var", {"type": "str"}, {"format": "absolute_path"})[0][0] == "variable_format"
 
 
 # --- inventory checks -------------------------------------------------------------
@@ -236,11 +241,18 @@ SPECS = {
         "preflight_required_groups": {"type": "list", "elements": "str", "default": ["control_plane"]},
         "preflight_allow_cgroup_v1": {"type": "bool", "default": False},
     },
-    "nvidia_driver": {"nvidia_driver_version": {"type": "str", "default": "535"}},
+    # the rules of every role now run with the defaults applied: nvidia_driver's need a branch, and a
+    # version (when set) is a full one
+    "nvidia_driver": {"nvidia_driver_branch": {"type": "str", "default": "535"},
+                      "nvidia_driver_version": {"type": "str", "default": ""}},
+    # The cluster-wide gpuforge_* variables are the options of the role cluster_model now (they were the
+    # filter's cluster_spec argument): the collection's own, so that the cluster model's rules hold.
+    "cluster_model": pf.preflight_load_argument_specs(ROOT / "roles")["cluster_model"],
 }
-CLUSTER_SPEC = {"gpuforge_lab": {"type": "bool"}, "gpuforge_gpu_simulated": {"type": "bool"},
-                "gpuforge_node_ip": {"type": "str"}}
-CONSTRAINTS = {"preflight_max_clock_skew_s": {"min": 0}, "gpuforge_node_ip": {"format": "ip"}}
+# The constraints are no longer an argument: variable_rules.CONSTRAINTS holds them. These tests rely on
+# two of them, as before.
+assert vr.CONSTRAINTS["preflight_max_clock_skew_s"]["min"] == 0
+assert vr.CONSTRAINTS["gpuforge_node_ip"] == {"format": "ip"}
 
 
 def lab_inventory():
@@ -261,8 +273,6 @@ def lab_inventory():
 
 def inventory_checks(groups, hostvars, **kwargs):
     kwargs.setdefault("argument_specs", SPECS)
-    kwargs.setdefault("cluster_spec", CLUSTER_SPEC)
-    kwargs.setdefault("constraints", CONSTRAINTS)
     records = pf.preflight_inventory_checks(groups, hostvars, **kwargs)
     assert_record_shape(records)
     return records
@@ -274,8 +284,18 @@ def test_good_lab_inventory_passes():
     checks = {r["check"] for r in records}
     assert {"group_not_empty", "control_plane_odd", "host_in_cluster", "gpu_worker_in_workers", "node_name",
             "ansible_host_unique", "variables"} <= checks
-    # gpuforge_lab, gpuforge_gpu_simulated, gpuforge_node_ip, preflight_allow_cgroup_v1
-    assert one(records, "variables", "gf-lab-gpu1")["value"] == 4
+    summary = one(records, "variables", "gf-lab-gpu1")
+    assert summary["ok"] and summary["message"] == (
+        "gf-lab-gpu1: the role and cluster variables set for this host are valid")
+    # The summary record no longer counts the variables it validated (it was 4: gpuforge_lab,
+    # gpuforge_gpu_simulated, gpuforge_node_ip, preflight_allow_cgroup_v1). The same four are still
+    # validated: a bad value of each one is reported for that host, naming it.
+    for name, bad in (("gpuforge_lab", "maybe"), ("gpuforge_gpu_simulated", "maybe"),
+                      ("gpuforge_node_ip", "10.89.0.300"), ("preflight_allow_cgroup_v1", "maybe")):
+        groups, hostvars = lab_inventory()
+        hostvars["gf-lab-gpu1"][name] = bad
+        assert [(r["host"], r["variable"]) for r in errors(inventory_checks(groups, hostvars))
+                if r["check"].startswith("variable_")] == [("gf-lab-gpu1", name)], name
 
 
 def test_missing_and_empty_groups():
@@ -508,9 +528,9 @@ def test_disk():
 
 def test_parse_df_with_spaces_in_the_mount_point():
     out = "Filesystem 1024-blocks Used Available Capacity Mounted on\n/dev/sdb1 1000 10 990 1% /mnt/my disk\n"
-    assert pf.parse_df(out) == (990, "/mnt/my disk")
-    assert pf.parse_df("") is None
-    assert pf.parse_df("header only\n") is None
+    assert preflight_hosts.parse_df(out) == (990, "/mnt/my disk")
+    assert preflight_hosts.parse_df("") is None
+    assert preflight_hosts.parse_df("header only\n") is None
 
 
 def test_swap():
@@ -539,7 +559,7 @@ def test_cgroup():
 
 
 def test_clock_skew():
-    host_time = pf.fact_time(DEBIAN12_LAB)
+    host_time = preflight_hosts.fact_time(DEBIAN12_LAB)
     assert host_time == pytest.approx(1795936801.968359)
     assert one(host_checks(DEBIAN12_LAB), "clock")["value"] == 0
     ahead = one(host_checks(DEBIAN12_LAB, clock_before=host_time - 40.5, clock_after=host_time - 40.0), "clock")
@@ -550,7 +570,7 @@ def test_clock_skew():
     assert one(host_checks(DEBIAN12_LAB, clock_before=host_time + 1.5, clock_after=host_time + 2), "clock")["ok"]
     # epoch only (older facts): rounded to the middle of the second
     epoch_only = dict(DEBIAN12_LAB, date_time={"epoch": "1795936801"})
-    assert pf.fact_time(epoch_only) == 1795936801.5
+    assert preflight_hosts.fact_time(epoch_only) == 1795936801.5
     assert one(host_checks(epoch_only, clock_before=None), "clock")["severity"] == "warning"
 
 
@@ -563,7 +583,7 @@ def test_time_sync_warning_on_real_hosts_only():
 
 def test_invalid_parameters_skip_their_check():
     records = host_checks(DEBIAN12_LAB, preflight_min_memory_mib="lots", preflight_max_clock_skew_s=-1)
-    params_records = by_check(records, pf.PARAMETER_CHECK)
+    params_records = by_check(records, preflight_report.PARAMETER_CHECK)
     assert {r["variable"] for r in params_records} == {"preflight_min_memory_mib", "preflight_max_clock_skew_s"}
     assert "preflight_min_memory_mib 'lots' is not a valid int; the memory check cannot run" in params_records[0]["message"]
     assert not [r for r in records if r["check"] in ("memory", "clock")]
@@ -581,7 +601,7 @@ def test_node_ip():
 
 def test_unreachable_host():
     records = host_checks({}, host="gf-lab-w9", unreachable="Failed to connect to the host via podman\nmore")
-    assert records == [pf.record("gf-lab-w9", "reachable", "ansible_host", None, "reachable", False,
+    assert records == [preflight_report.record("gf-lab-w9", "reachable", "ansible_host", None, "reachable", False,
                                  "host is unreachable or its facts could not be gathered: "
                                  "Failed to connect to the host via podman")]
 
@@ -641,14 +661,14 @@ def test_report_aggregates_everything_at_once():
         "Preflight found 4 error(s) in hosts gf-lab-cp1, gf-lab-gpu1, gf-lab-w1; nothing was changed "
         "(report: /tmp/r.json):\n- gf-lab-w1: preflight_min_memory_mib")
     # the invalid parameter of the memory check is not reported twice
-    assert not [c for c in report["checks"] if c["check"] == pf.PARAMETER_CHECK]
+    assert not [c for c in report["checks"] if c["check"] == preflight_report.PARAMETER_CHECK]
     assert report["hosts"]["gf-lab-w1"]["errors"] == 1
 
 
 def test_report_groups_the_same_problem_of_several_hosts():
-    checks = [pf.record(h, "variable_type", "common_disable_swap", "maybe", "bool", False,
+    checks = [preflight_report.record(h, "variable_type", "common_disable_swap", "maybe", "bool", False,
                         "common_disable_swap 'maybe' is not a valid bool (role common)") for h in ("a", "b")]
-    checks.append(pf.record("inventory", "control_plane_odd", "groups['control_plane']", 2, "odd", False, "even"))
+    checks.append(preflight_report.record("inventory", "control_plane_odd", "groups['control_plane']", 2, "odd", False, "even"))
     report = pf.preflight_report(checks, hosts=["a", "b"])
     assert report["failure_message"].splitlines()[1:] == [
         "- a, b: common_disable_swap 'maybe' is not a valid bool (role common)", "- inventory: even"]
@@ -665,16 +685,19 @@ def test_report_ok_and_warnings():
 
 
 def test_record_validation_and_plain_values():
-    with pytest.raises(AnsibleFilterError, match="severity"):
-        pf.record("h", "c", "v", 1, 1, True, "m", severity="info")
-    rec = pf.record("h", "c", "v", (1, {"a": {2}}), None, 1, "h: already prefixed")
+    # record() is module_utils now (no filter): it raises PreflightError, which the filters turn into
+    # AnsibleFilterError
+    with pytest.raises(PreflightError, match="severity"):
+        preflight_report.record("h", "c", "v", 1, 1, True, "m", severity="info")
+    rec = preflight_report.record("h", "c", "v", (1, {"a": {2}}), None, 1, "h: already prefixed")
     assert rec["value"] == [1, {"a": [2]}] and rec["ok"] is True and rec["message"] == "h: already prefixed"
 
 
 def test_filter_module_exports():
     names = set(pf.FilterModule().filters())
+    # preflight_identity is new: what the checks across hosts need of one host's facts
     assert names == {"preflight_load_argument_specs", "preflight_inventory_checks", "preflight_host_checks",
-                     "preflight_cross_host_checks", "preflight_report"}
+                     "preflight_identity", "preflight_cross_host_checks", "preflight_report"}
 
 
 def test_inputs_are_not_modified():
