@@ -282,8 +282,7 @@ def variable_checks(host, values, specs, numbers=None):
                                   "%s cannot be evaluated: %s" % (name, error)))
             values.broken.add((host, name))
             continue
-        # a name some role still defines is that role's (RENAMED lists containerd_refresh_nvidia_dropin and
-        # nvidia_container_toolkit_containerd_manage_imports as removed while their roles still read them)
+        # a name some role defines is that role's, whatever RENAMED says (a removed name that comes back)
         if name in cluster.RENAMED and name not in known:
             new = cluster.RENAMED[name]
             records.append(record(

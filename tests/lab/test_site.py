@@ -193,6 +193,49 @@ def test_every_host_has_kubeadm_and_kubelet(runs, host):
     assert sh(host, "systemctl", "is-enabled", "kubelet").stdout.strip() == "enabled"
 
 
+# --- the container runtime layer alone (site.yml --tags containerd) -----------------------------
+# containerd 1.6 on the GPU host takes the CRI plugin section of the toolkit's drop-in: a new sandbox
+# image comes into force only through the drop-in's copy, which playbooks/container_runtime.yml renders
+# again (its second play, the toolkit's `containerd` entry point) where the containerd role changed
+# config.toml. The second run puts the lab's configuration back, so the tests below find the site as
+# it converged.
+
+def gpu_cri():
+    return tomllib.loads(sh(GPU, "containerd", "config", "dump").stdout)["plugins"]["io.containerd.grpc.v1.cri"]
+
+
+def test_tags_containerd_brings_a_new_sandbox_image_into_force_on_the_gpu_host(runs, tmp_path):
+    assert runs["first"].ok
+    before = gpu_cri()
+    dropin_before = sh(GPU, "cat", "/etc/containerd/conf.d/99-nvidia.toml").stdout
+    image = "mirror.site.internal:5000/k8s/pause:3.10.2"
+    assert before["sandbox_image"] != image
+    changed = run_playbook("site.yml", runs["inventory"], artifacts_dir=tmp_path / "changed", tags="containerd",
+                           limit=GPU, extravars={"containerd_sandbox_image": image})
+    assert changed.ok, failures(changed)
+    tasks = {(r["play"], r["task"]) for r in changed.results if r["host"] == GPU and r["status"] == "changed"}
+    assert ("Container runtime | containerd", "Write the main configuration") in tasks, tasks
+    assert ("Container runtime | NVIDIA drop-in follows a changed containerd configuration (containerd 1.x)",
+            "Write the nvidia runtime drop-in") in tasks, tasks
+    cri = gpu_cri()
+    assert cri["sandbox_image"] == image
+    assert cri["containerd"]["runtimes"]["nvidia"]["options"]["BinaryName"] == "/usr/bin/nvidia-container-runtime"
+    assert image in sh(GPU, "cat", "/etc/containerd/conf.d/99-nvidia.toml").stdout
+    assert sh(GPU, "systemctl", "is-active", "containerd").stdout.strip() == "active"
+    # the GPU node layer did not run: the refresh is the container runtime layer's own
+    assert not {p for p, _ in tasks} - {"Container runtime | containerd",
+                                        "Container runtime | NVIDIA drop-in follows a changed containerd "
+                                        "configuration (containerd 1.x)"}, tasks
+
+    back = run_playbook("site.yml", runs["inventory"], artifacts_dir=tmp_path / "back", tags="container_runtime",
+                        limit=GPU)
+    assert back.ok, failures(back)
+    assert gpu_cri() == before
+    assert sh(GPU, "cat", "/etc/containerd/conf.d/99-nvidia.toml").stdout == dropin_before
+    again = run_playbook("site.yml", runs["inventory"], artifacts_dir=tmp_path / "again", tags="containerd", limit=GPU)
+    assert again.ok and again.hosts[GPU]["changed"] == 0, again.hosts[GPU]["changed_tasks"]
+
+
 # --- scale.yml and reset.yml ------------------------------------------------------------------
 # The cluster's API is the Kubernetes test harness on the controller, whose nodes are the control
 # plane and the CPU worker: the GPU host is the new node. No kubelet can run in a lab container,

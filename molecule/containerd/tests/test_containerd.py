@@ -157,6 +157,38 @@ def test_nvidia_dropin_follows_the_new_configuration(host1):
     assert SANDBOX in dropin and "pause:3.9" not in dropin
 
 
+def started_at(host):
+    """When the running containerd daemon started, in seconds since the epoch."""
+    return int(host.check_output("date -d \"$(systemctl show -p ActiveEnterTimestamp --value containerd)\" +%s"))
+
+
+def test_running_daemon_loaded_the_files_it_dumps(host):
+    """`containerd config dump` reads the files: the running daemon started after the last write of each."""
+    files = [MAIN] + ([NVIDIA_DROPIN] if host.file(NVIDIA_DROPIN).exists else [])
+    for path in files:
+        assert started_at(host) >= int(host.check_output(f"stat -c %Y {path}")), path
+
+
+def test_nvidia_dropin_only_on_the_gpu_host(host):
+    """The toolkit's containerd entry point ran only where its drop-in was (host 1): no drop-in elsewhere."""
+    assert host.file(NVIDIA_DROPIN).exists == (name(host) == HOST1)
+    if name(host) != HOST1:
+        assert sorted(cri(host)[0]["containerd"]["runtimes"]) == ["runc"]
+
+
+def test_nvidia_dropin_renders_the_containerd_1_6_cri_section(host1):
+    """The refreshed copy is the whole CRI section of the new config.toml, plus the nvidia runtime."""
+    dropin = tomllib.loads(host1.file(NVIDIA_DROPIN).content_string)
+    section = dropin["plugins"][V1_CRI]
+    assert section["sandbox_image"] == SANDBOX
+    assert section["registry"]["config_path"] == CERTS
+    assert section["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
+    assert section["containerd"]["runtimes"]["nvidia"]["options"]["BinaryName"] == "/usr/bin/nvidia-container-runtime"
+    # config.toml is the containerd role's own rendering: nothing else wrote it
+    assert host1.file(MAIN).content_string.startswith("#")
+    assert "runtimes.nvidia" not in host1.file(MAIN).content_string
+
+
 def test_release_archive_install(host3):
     for binary in ("containerd", "containerd-shim-runc-v2", "ctr"):
         link = host3.file(f"/usr/local/bin/{binary}")

@@ -18,8 +18,10 @@ configuration is rendered again as the containerd role renders it (the runtime m
 survive); on host 3 it is replaced by containerd 2.2's own default configuration (which
 imports conf.d: the runtime survives); on host 1 by `containerd config default` of
 containerd 1.6 as Kubespray-style tools do (`imports = []`: the runtime is gone); then the
-role runs again on host 1 (ansible-playbook converge.yml) and must bring it back. Host 1 is
-left in that restored state.
+role runs again on host 1 (ansible-playbook converge.yml): it never writes config.toml, so it
+stops before changing anything, naming the host, nvidia_container_toolkit_containerd_config and
+the remedy (also when there is no config.toml at all); with the imports line added by hand, as
+the message says, the next run brings the runtime back. Host 1 is left in that restored state.
 """
 
 import base64
@@ -353,8 +355,10 @@ def test_kubespray_style_overwrite_loses_the_runtime(host1):
     assert host1.file(DROPIN).is_file  # still there, just not imported
 
 
-def ansible_playbook(limit):
-    """converge.yml on one host, the way `molecule converge` runs it; returns (changed, output)."""
+def ansible_playbook(limit, ok=True):
+    """converge.yml on one host, the way `molecule converge` runs it; returns (changed, output).
+
+    ok=False: the run must fail; returns (changed, output) of the failed run."""
     env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", PY_COLORS="0", NO_COLOR="1")
     inventory = env.get("MOLECULE_INVENTORY_FILE")
     assert inventory, "MOLECULE_INVENTORY_FILE is not set: run this verifier through `molecule verify`"
@@ -363,19 +367,64 @@ def ansible_playbook(limit):
         env=env, capture_output=True, text=True, check=False,
     )
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-6000:]
-    recap = re.search(rf"^{re.escape(limit)}\s+:\s+ok=\d+\s+changed=(\d+)", out, re.MULTILINE)
+    assert (proc.returncode == 0) == ok, out[-6000:]
+    recap = re.search(rf"^{re.escape(limit)}\s+:\s+ok=\d+\s+changed=(\d+)\s+unreachable=\d+\s+failed=(\d+)",
+                      out, re.MULTILINE)
     assert recap, out[-3000:]
+    assert (int(recap.group(2)) == 0) == ok, out[-3000:]
     return int(recap.group(1)), out
 
 
+def state(host):
+    """What a refused run must leave as it was: the main configuration, the drop-in, the report."""
+    return {path: host.file(path).content_string if host.file(path).exists else None
+            for path in (MAIN_CONFIG, DROPIN, REPORT)}
+
+
+def assert_refused(out, changed, reason):
+    """The toolkit stopped host 1 before changing anything, saying why and what to do."""
+    assert changed == 0
+    assert "TASK [gpuforge.cluster.nvidia_container_toolkit : Stop when the main configuration does not import " \
+           "the drop-in folder]" in out
+    failed = out.split("Stop when the main configuration does not import the drop-in folder]", 1)[1]
+    # the message as one line, whatever the callback's format (JSON escapes quotes) and wrapping
+    message = " ".join(failed.replace('\\"', '"').split())
+    for text in (f"{HOST1}: {MAIN_CONFIG} (nvidia_container_toolkit_containerd_config) {reason}",
+                 "nvidia_container_toolkit_containerd_dropin_dir (/etc/containerd/conf.d)",
+                 "has changed nothing", "Run gpuforge.cluster.containerd on this host first",
+                 f'imports = ["{DROPIN_GLOB}"]', "by hand"):
+        assert text in message, (text, message[:3000])
+    # it stops before the packages, the drop-in and the CDI specification
+    for later in ("Find out which toolkit packages are installed", "Write the nvidia runtime drop-in",
+                  "Look for nvidia-ctk", "Persist the report as a local fact"):
+        assert f"TASK [gpuforge.cluster.nvidia_container_toolkit : {later}]" not in out, later
+
+
+def test_refuses_a_main_config_that_does_not_import_the_dropin(host1):
+    """The role never writes config.toml: without the imports line it stops, naming the remedy."""
+    before = state(host1)  # `containerd config default` with `imports = []` (previous test)
+    changed, out = ansible_playbook(HOST1, ok=False)
+    assert_refused(out, changed, f"does not import {DROPIN} (its imports: none)")
+    assert state(host1) == before
+    # no main configuration at all: the same refusal, and the role creates none
+    host1.check_output(f"mv {MAIN_CONFIG} {MAIN_CONFIG}.away")
+    try:
+        changed, out = ansible_playbook(HOST1, ok=False)
+        assert_refused(out, changed, "does not exist")
+        assert not host1.file(MAIN_CONFIG).exists
+    finally:
+        host1.check_output(f"mv {MAIN_CONFIG}.away {MAIN_CONFIG}")
+    assert state(host1) == before
+
+
 def test_rerun_restores_the_runtime(host1):
-    """Running the role again adds the imports line back and containerd sees nvidia again."""
-    default = host1.file(MAIN_CONFIG).content_string  # `containerd config default` (previous test)
+    """With the imports line added by hand (the refusal's remedy), the role runs again and containerd sees nvidia."""
+    default = host1.file(MAIN_CONFIG).content_string  # `containerd config default` (previous tests)
+    write_file(host1, MAIN_CONFIG, default.replace("imports = []\n", f'imports = ["{DROPIN_GLOB}"]\n', 1))
     changed, out = ansible_playbook(HOST1)
     assert changed > 0
     assert "RUNNING HANDLER [gpuforge.cluster.nvidia_container_toolkit : Restart containerd]" in out
-    # One line changed: `imports = []` lists the drop-in folder; the rest is left as it was.
+    # One line changed (by hand): `imports = []` lists the drop-in folder; the role left the file as it was.
     assert host1.file(MAIN_CONFIG).content_string == default.replace(
         "imports = []\n", f'imports = ["{DROPIN_GLOB}"]\n', 1)
     assert host1.run("systemctl is-active containerd").stdout.strip() == "active"
