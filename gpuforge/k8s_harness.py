@@ -42,7 +42,7 @@ from pathlib import Path
 import yaml
 
 from gpuforge import lab
-from gpuforge.shared import capture_output, nvidia_smi_fixtures
+from gpuforge.shared_inputs import capture_output, nvidia_smi_fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 K8S_DIR = ROOT / "tests" / "k8s"

@@ -204,7 +204,7 @@ def plan(name="lab", hosts=3, gpu_hosts=1, control_planes=1):
 
 def gpu_fixture(cname):
     """The capture a lab GPU host `gf-<lab>-gpuN` carries: (file name, path on this machine)."""
-    from gpuforge.shared import SharedDirNotFound, nvidia_smi_fixtures
+    from gpuforge.shared_inputs import SharedDirNotFound, nvidia_smi_fixtures
 
     index = int(re.search(r"(\d+)$", cname).group(1)) - 1
     fname = GPU_FIXTURES[index % len(GPU_FIXTURES)]

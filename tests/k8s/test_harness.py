@@ -17,7 +17,7 @@ from kubernetes.client.rest import ApiException
 
 from gpuforge import k8s_harness
 from gpuforge.runner import run_playbook
-from gpuforge.shared import find_shared_dir
+from gpuforge.shared_inputs import find_shared_dir
 
 from k8s_helpers import wait_for
 

@@ -15,7 +15,7 @@ for entry in (str(ROOT / "collections"), str(ROOT), str(ROOT / "tests" / "gpu"))
 @pytest.fixture(scope="module")
 def fixtures():
     """The shared nvidia-smi captures; raises (the test fails) when they cannot be found."""
-    from gpuforge.shared import nvidia_smi_fixtures
+    from gpuforge.shared_inputs import nvidia_smi_fixtures
 
     path = nvidia_smi_fixtures()
     assert path.is_dir(), "%s is not a folder" % path

@@ -16,7 +16,7 @@ import pytest
 from ansible.errors import AnsibleFilterError  # noqa: E402
 from ansible_collections.gpuforge.cluster.plugins.filter import nvidia_compat as nc  # noqa: E402
 from ansible_collections.gpuforge.cluster.plugins.module_utils import nvidia_catalog as cat  # noqa: E402
-from gpuforge.shared import nvidia_smi_fixtures  # noqa: E402
+from gpuforge.shared_inputs import nvidia_smi_fixtures  # noqa: E402
 
 
 def xml_captures():

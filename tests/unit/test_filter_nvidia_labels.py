@@ -18,7 +18,7 @@ import pytest
 
 from ansible.errors import AnsibleFilterError  # noqa: E402
 from ansible_collections.gpuforge.cluster.plugins.filter import nvidia_labels as nl  # noqa: E402
-from gpuforge.shared import nvidia_smi_fixtures  # noqa: E402
+from gpuforge.shared_inputs import nvidia_smi_fixtures  # noqa: E402
 
 # Kubernetes label syntax, written out independently of the code under test.
 VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")

@@ -16,7 +16,7 @@ import pytest
 from ansible.errors import AnsibleFilterError  # noqa: E402
 from ansible_collections.gpuforge.cluster.plugins.filter import nvidia_mig as nm  # noqa: E402
 from ansible_collections.gpuforge.cluster.plugins.module_utils import nvidia_catalog as cat  # noqa: E402
-from gpuforge.shared import nvidia_smi_fixtures  # noqa: E402
+from gpuforge.shared_inputs import nvidia_smi_fixtures  # noqa: E402
 
 A100_80 = "NVIDIA A100-SXM4-80GB"
 A100_40 = "NVIDIA A100-SXM4-40GB"

@@ -713,7 +713,7 @@ def test_inputs_are_not_modified():
 def gpu_result(fixtures_name):
     """nvidia_gpu_facts' result for a host simulated from a real capture."""
     from ansible_collections.gpuforge.cluster.plugins.module_utils import nvidia_smi
-    from gpuforge.shared import nvidia_smi_fixtures
+    from gpuforge.shared_inputs import nvidia_smi_fixtures
 
     inv = nvidia_smi.parse_smi_xml((nvidia_smi_fixtures() / fixtures_name).read_text())
     return {"ansible_facts": {"nvidia": dict(inv, present=True, driver_loaded=True)}}

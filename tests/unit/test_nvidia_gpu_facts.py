@@ -1,7 +1,7 @@
 """Unit tests for gpuforge.cluster.nvidia_gpu_facts and its parsers (module_utils/nvidia_smi.py).
 
 The inputs are the real nvidia-smi captures in the shared fixtures folder (found with
-gpuforge.shared.nvidia_smi_fixtures; the tests fail when it is missing). Every file there is
+gpuforge.shared_inputs.nvidia_smi_fixtures; the tests fail when it is missing). Every file there is
 parsed and checked against the values written in EXPECTED_XML / EXPECTED_BUNDLES, which were
 read from the files themselves; a file added to the folder without expectations fails
 test_every_fixture_has_expectations.
@@ -22,7 +22,7 @@ from ansible.module_utils import basic  # noqa: E402
 from ansible.module_utils.testing import patch_module_args  # noqa: E402
 from ansible_collections.gpuforge.cluster.plugins.module_utils import nvidia_smi as smi  # noqa: E402
 from ansible_collections.gpuforge.cluster.plugins.modules import nvidia_gpu_facts as module  # noqa: E402
-from gpuforge.shared import capture_output, capture_sections as bundle_sections  # noqa: E402
+from gpuforge.shared_inputs import capture_output, capture_sections as bundle_sections  # noqa: E402
 
 
 # --- what the captures hold (read from the files) -----------------------------------
