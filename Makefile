@@ -7,10 +7,14 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 PLAYBOOKS := site.yml $(wildcard playbooks/*.yml)
 LAB_HOSTS ?= 3
 LAB_GPU_HOSTS ?= 1
+# Molecule scenarios and lab test modules run this many at a time (they wait on containers and
+# harnesses more than on the CPU; each has hosts and names of its own).
+MOLECULE_JOBS ?= 3
+LAB_JOBS ?= 2
 # Each stage of `make test` is timed (scripts/stage.sh; .ci/run prints the table).
 STAGE := scripts/stage.sh
 
-.PHONY: help bootstrap lab-site lab-up lab-down test unit lint syntax k8s-build k8s-tests k8s-up k8s-down molecule lab-tests image bench bench-k8s gpu-check clean
+.PHONY: build help bootstrap lab-site lab-up lab-down test unit lint syntax k8s-build k8s-tests k8s-up k8s-down molecule lab-tests image bench bench-k8s gpu-check clean
 
 help:
 	@echo "make lab-site   install, start the lab, converge site.yml against it, print a summary"
@@ -37,7 +41,11 @@ lab-down: bootstrap
 lab-site: lab-up k8s-build
 	gpuforge run site.yml -i inventories/lab --summary artifacts/site-summary.json --junit artifacts/site-junit.xml
 
-test: bootstrap unit lint syntax k8s-tests molecule lab-tests
+test: bootstrap unit lint syntax build k8s-tests molecule lab-tests
+
+# The slow artefacts side by side: the Go builds (CPU) and the lab images (network, disk).
+build: bootstrap
+	$(MAKE) -j2 k8s-build image
 
 unit:
 	$(STAGE) unit pytest -q tests/unit
@@ -64,10 +72,10 @@ k8s-down: bootstrap
 	gpuforge lab k8s down
 
 molecule: image
-	$(STAGE) molecule pytest -v tests/molecule
+	$(STAGE) molecule pytest -v -n $(MOLECULE_JOBS) --dist load tests/molecule
 
 lab-tests: image
-	$(STAGE) lab-tests pytest -v tests/lab
+	$(STAGE) lab-tests pytest -v -n $(LAB_JOBS) --dist loadfile tests/lab
 
 # On a real GPU host only (not part of `make test`): facts module vs nvidia-smi, driver checks.
 gpu-check:
