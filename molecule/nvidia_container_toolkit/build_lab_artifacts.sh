@@ -24,12 +24,14 @@ flock 9
 command -v go >/dev/null || { echo "go is needed to build the lab artifacts (containerd $CONTAINERD_VERSION, toolkit $TOOLKIT_VERSION)" >&2; exit 1; }
 command -v dpkg-deb >/dev/null || { echo "dpkg-deb is needed to package the toolkit" >&2; exit 1; }
 
+# containerd 2.x: the binary of the release archive the containerd scenario installs (built once,
+# tests/builds/containerd_release.sh, for both scenarios).
 containerd_dir=$CACHE/containerd-$CONTAINERD_VERSION
 if [ ! -x "$containerd_dir/containerd" ]; then
+  release=$(bash "$(dirname "$0")/../../tests/builds/containerd_release.sh" | tail -1)
   mkdir -p "$containerd_dir"
-  (cd "$CACHE" && GOBIN=$containerd_dir CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
-    go install -tags "no_btrfs no_devmapper no_zfs" \
-    "github.com/containerd/containerd/v2/cmd/containerd@v$CONTAINERD_VERSION") >&2
+  tar -xzf "$release/containerd-$CONTAINERD_VERSION-linux-$(go env GOARCH).tar.gz" -C "$containerd_dir" \
+    --strip-components=1 bin/containerd
 fi
 
 toolkit_bin=$CACHE/nvidia-container-toolkit-$TOOLKIT_VERSION/bin

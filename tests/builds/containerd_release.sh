@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds a containerd release archive the way upstream lays it out
 # (containerd-<version>-linux-<arch>.tar.gz holding bin/containerd, bin/containerd-shim-runc-v2 and
-# bin/ctr) from containerd's Go module: the offline artifact folder of the containerd scenario
-# (release downloads cannot be reached here, the Go module proxy can). Reproducible (fixed mtime
+# bin/ctr) from containerd's Go module, once for every test that needs containerd 2.x: the offline
+# artifact folder of the containerd scenario, and the containerd of the nvidia_container_toolkit
+# scenario's host 3 (release downloads cannot be reached here, the Go module proxy can). Reproducible (fixed mtime
 # and owner); cached under ${GPUFORGE_CACHE:-~/.cache/gpuforge}/molecule-containerd. Prints the
 # folder on its last line and the archive's SHA-256 on the line before.
 set -euo pipefail
