@@ -91,6 +91,27 @@ def test_check_mode_changes_nothing(runs):
     assert changed == {}, changed
 
 
+# The modules that read a host's GPUs and capabilities, by the tasks that run them: preflight's gather is the
+# run's, every later one is skipped (the facts are fresh).
+GPU_FACTS_TASKS = {"Find the NVIDIA GPUs": "preflight", "Gather the GPU facts (unless this run's preflight did)": "later",
+                   "Find the NVIDIA GPUs of this host": "later", "Gather the NVIDIA GPU facts": "later"}
+CAPABILITY_TASKS = {"Probe what the host allows": "preflight",
+                    "Find out what this host allows (container, modules, sysctls, swap, systemd)": "later",
+                    "Find out what this host allows (container, kernel modules, systemd)": "later"}
+
+
+@pytest.mark.parametrize("tasks", [GPU_FACTS_TASKS, CAPABILITY_TASKS], ids=["gpu facts", "capabilities"])
+def test_facts_are_gathered_once_per_run(runs, tasks):
+    first = runs["first"]
+    assert first.ok
+    ran = {}
+    for r in first.results:
+        if r["task"] in tasks and r["status"] != "skipped":
+            ran.setdefault(r["host"], []).append(r["task"])
+    preflight = [t for t, when in tasks.items() if when == "preflight"]
+    assert ran == {host: preflight for host in (CP, W, GPU)}, ran
+
+
 def test_check_mode_writes_nothing(runs):
     assert runs["check"] is not None and runs["check"].ok
     assert runs["written"] == {"apt lists": {CP: False, W: False, GPU: False}, "report": False}, runs["written"]
