@@ -207,6 +207,21 @@ def cni_pod_network(value, kubeadm_config=None):
             "service": service, "errors": errors}
 
 
+def workload_images(documents):
+    """(kind/name/container, image) of every container of the workloads of a manifest, sorted."""
+    out = []
+    for doc in documents:
+        if not isinstance(doc, Mapping) or doc.get("kind") not in POD_SPEC_PATHS:
+            continue
+        spec = doc
+        for key in POD_SPEC_PATHS[doc["kind"]]:
+            spec = spec.get(key) or {}
+        for field in CONTAINER_LISTS:
+            out += [("%s/%s/%s" % (doc["kind"], doc["metadata"]["name"], c["name"]), c["image"])
+                    for c in spec.get(field) or []]
+    return sorted(out)
+
+
 def _set_env(env, name, value):
     for entry in env:
         if entry.get("name") == name:

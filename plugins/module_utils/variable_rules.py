@@ -86,6 +86,16 @@ def _quote(value):
     return repr(value) if isinstance(value, str) else str(value)
 
 
+def downloads(values, variables, what):
+    """download_problems of each of ``variables`` that is set."""
+    errors = []
+    for variable in variables:
+        url = _text(values.get(variable))
+        if url:
+            errors.extend(download_problems(variable, url, values, what))
+    return errors
+
+
 def download_problems(variable, url, values, what="downloads"):
     """An http(s)/file URL, plain http only when gpuforge_allow_http_downloads says so."""
     scheme = names.url_scheme(url)
@@ -357,10 +367,8 @@ def nvidia_driver(values):
         errors.append(("nvidia_driver_secure_boot_mok_key", "set both nvidia_driver_secure_boot_mok_key and "
                                                             "nvidia_driver_secure_boot_mok_cert, or neither (got key %r, "
                                                             "certificate %r)" % (key, cert)))
-    for variable in ("nvidia_driver_cuda_repo_url", "nvidia_driver_cuda_repo_key_url"):
-        url = _text(values.get(variable))
-        if url:
-            errors.extend(download_problems(variable, url, values, "driver packages and keys"))
+    errors.extend(downloads(values, ("nvidia_driver_cuda_repo_url", "nvidia_driver_cuda_repo_key_url"),
+                            "driver packages and keys"))
     return errors
 
 
@@ -384,11 +392,8 @@ def nvidia_container_toolkit(values):
         errors.append(("nvidia_container_toolkit_containerd_dropin_name", "nvidia_container_toolkit_containerd_dropin_name "
                                                                           "%r is not a file name ending in .toml" % name))
     if mode == "repo":
-        for variable in ("nvidia_container_toolkit_apt_repo_url", "nvidia_container_toolkit_apt_gpg_key_url",
-                         "nvidia_container_toolkit_yum_repo_url", "nvidia_container_toolkit_yum_gpg_key_url"):
-            url = _text(values.get(variable))
-            if url:
-                errors.extend(download_problems(variable, url, values, "packages and signing keys"))
+        errors.extend(downloads(values, ["nvidia_container_toolkit_%s_%s_url" % (kind, what) for kind in ("apt", "yum")
+                                         for what in ("repo", "gpg_key")], "packages and signing keys"))
     return errors
 
 
@@ -425,11 +430,8 @@ def kubernetes_node(values):
             errors.append(("kubernetes_node_binaries_sha256", "kubernetes_node_binaries_sha256 has unknown keys %s "
                                                               "(kubeadm, kubelet, kubectl)" % ", ".join(unknown)))
     if method == "repo":
-        for variable in ("kubernetes_node_apt_repo_url", "kubernetes_node_apt_gpg_key_url",
-                         "kubernetes_node_yum_repo_url", "kubernetes_node_yum_gpg_key_url"):
-            url = _text(values.get(variable))
-            if url:
-                errors.extend(download_problems(variable, url, values, "packages and signing keys"))
+        errors.extend(downloads(values, ["kubernetes_node_%s_%s_url" % (kind, what) for kind in ("apt", "yum")
+                                         for what in ("repo", "gpg_key")], "packages and signing keys"))
     flags = values.get("kubernetes_node_kubelet_extra_args") or {}
     if isinstance(flags, Mapping):
         bad = [str(k) for k in flags if not re.match(r"^-{0,2}[a-z0-9][a-z0-9-]*$", str(k))]

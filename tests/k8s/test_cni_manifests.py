@@ -69,16 +69,7 @@ def env(container):
 
 def images(docs):
     """(kind/name/container, image) of every container of the workloads."""
-    out = []
-    for doc in docs:
-        if not doc or doc["kind"] not in cm.POD_SPEC_PATHS:
-            continue
-        spec = doc
-        for key in cm.POD_SPEC_PATHS[doc["kind"]]:
-            spec = spec[key]
-        for field in ("initContainers", "containers"):
-            out += [(f"{doc['kind']}/{doc['metadata']['name']}/{c['name']}", c["image"]) for c in spec.get(field, [])]
-    return sorted(out)
+    return cm.workload_images(docs)
 
 
 def test_a_warm_bundle_run_does_nothing(bundle):
