@@ -11,6 +11,8 @@ LAB_GPU_HOSTS ?= 1
 # harnesses more than on the CPU; each has hosts and names of its own).
 MOLECULE_JOBS ?= 3
 LAB_JOBS ?= 2
+# The harness test modules, 2 at a time (each worker its own control plane).
+K8S_JOBS ?= 2
 # Each stage of `make test` is timed (scripts/stage.sh; .ci/run prints the table).
 STAGE := scripts/stage.sh
 
@@ -63,7 +65,7 @@ k8s-build: bootstrap
 
 # A real control plane on 127.0.0.1 with kwok nodes mirroring tests/k8s/nodes.yml.
 k8s-tests: k8s-build
-	$(STAGE) k8s-tests pytest -v tests/k8s
+	$(STAGE) k8s-tests pytest -v -n $(K8S_JOBS) --dist loadfile tests/k8s
 
 k8s-up: k8s-build
 	gpuforge lab k8s up

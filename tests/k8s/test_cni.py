@@ -133,8 +133,8 @@ def test_a_cluster_without_a_recorded_pod_subnet_fails_naming_the_variable(run_r
 
 def test_a_pod_subnet_unlike_the_clusters_fails_naming_both(run_role, kubeadm_config, apps_v1):
     kubeadm_config({"podSubnet": "10.40.0.0/16", "serviceSubnet": "10.96.0.0/12"})
-    msg = failure(run_role(cni_plugin="calico", gpuforge_pod_subnet="10.99.0.0/16"))
-    assert msg.startswith(f"{HOST}: gpuforge_pod_subnet is 10.99.0.0/16 but the cluster's pod subnet (networking.podSubnet "
+    msg = failure(run_role(cni_plugin="calico", gpuforge_pod_subnet="10.200.0.0/16"))
+    assert msg.startswith(f"{HOST}: gpuforge_pod_subnet is 10.200.0.0/16 but the cluster's pod subnet (networking.podSubnet "
                           "in ConfigMap kube-system/kubeadm-config) is 10.40.0.0/16"), msg
     assert not apps_v1.list_namespaced_daemon_set("kube-system", field_selector="metadata.name=calico-node").items
 
