@@ -65,7 +65,7 @@ k8s-build: bootstrap
 
 # A real control plane on 127.0.0.1 with kwok nodes mirroring tests/k8s/nodes.yml.
 k8s-tests: k8s-build
-	$(STAGE) k8s-tests pytest -v -n $(K8S_JOBS) --dist loadfile tests/k8s
+	$(STAGE) k8s-tests pytest -v --durations=15 -n $(K8S_JOBS) --dist loadfile tests/k8s
 
 k8s-up: k8s-build
 	gpuforge lab k8s up
@@ -74,10 +74,10 @@ k8s-down: bootstrap
 	gpuforge lab k8s down
 
 molecule: image
-	$(STAGE) molecule pytest -v -n $(MOLECULE_JOBS) --dist load tests/molecule
+	$(STAGE) molecule pytest -v --durations=20 -n $(MOLECULE_JOBS) --dist load tests/molecule
 
 lab-tests: image
-	$(STAGE) lab-tests pytest -v -n $(LAB_JOBS) --dist loadfile tests/lab
+	$(STAGE) lab-tests pytest -v --durations=20 -n $(LAB_JOBS) --dist loadfile tests/lab
 
 # On a real GPU host only (not part of `make test`): facts module vs nvidia-smi, driver checks.
 gpu-check:
