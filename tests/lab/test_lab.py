@@ -92,7 +92,7 @@ def test_inventory_has_the_product_groups(t_lab):
     inv = json.loads(proc.stdout)
     assert inv["control_plane"]["hosts"] == [CP] and inv["gpu_workers"]["hosts"] == [GPU]
     assert "gpu_workers" in inv["workers"]["children"]
-    assert inv["_meta"]["hostvars"][CP]["ansible_connection"] == "containers.podman.podman"
+    assert inv["_meta"]["hostvars"][CP]["ansible_connection"] == "gpuforge.cluster.lab_podman"
     assert inv["_meta"]["hostvars"][GPU]["gpuforge_gpu_simulated"] is True
 
 

@@ -38,7 +38,7 @@ def test_ansible_cfg_does_not_disable_host_key_checking():
 def test_only_the_lab_inventory_turns_it_off():
     lab = yaml.safe_load((ROOT / "inventories" / "lab" / "group_vars" / "all.yml").read_text())
     assert lab["ansible_host_key_checking"] is False
-    assert lab["ansible_connection"] == "containers.podman.podman"
+    assert lab["ansible_connection"] == "gpuforge.cluster.lab_podman"
     for path in sorted((ROOT / "inventories").rglob("*.yml")):
         if path.is_relative_to(ROOT / "inventories" / "lab"):
             continue
