@@ -21,7 +21,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
+
+
+def _containers(scenario):
+    """Whether a scenario boots lab-image containers (the slow ones: packages, systemd, two converges)."""
+    return "image: localhost/gpuforge-lab" in (ROOT / "molecule" / scenario / "molecule.yml").read_text()
+
+
+# The container scenarios first, so that the parallel workers (make molecule) do not end on one of them
+# alone: longest first is the schedule that finishes soonest.
+SCENARIOS = sorted((p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml")),
+                   key=lambda s: (not _containers(s), s))
 SELECTED = os.environ.get("MOLECULE_SCENARIOS", "").split() or SCENARIOS
 RECAP = re.compile(r"^\s*\S*?\s*([\w.-]+)\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
