@@ -37,14 +37,18 @@ fi
 toolkit_bin=$CACHE/nvidia-container-toolkit-$TOOLKIT_VERSION/bin
 base_cmds=(nvidia-ctk nvidia-container-runtime nvidia-container-runtime.cdi nvidia-container-runtime.legacy nvidia-cdi-hook)
 hook_cmds=(nvidia-container-runtime-hook)
+missing=()
 for cmd in "${base_cmds[@]}" "${hook_cmds[@]}"; do
-  if [ ! -x "$toolkit_bin/$cmd" ]; then
-    mkdir -p "$toolkit_bin"
-    (cd "$CACHE" && GOBIN=$toolkit_bin GOFLAGS=-buildvcs=false \
-      go install -ldflags "-X github.com/NVIDIA/nvidia-container-toolkit/internal/info.version=$TOOLKIT_VERSION" \
-      "github.com/NVIDIA/nvidia-container-toolkit/cmd/$cmd@v$TOOLKIT_VERSION") >&2
-  fi
+  [ -x "$toolkit_bin/$cmd" ] || missing+=("github.com/NVIDIA/nvidia-container-toolkit/cmd/$cmd@v$TOOLKIT_VERSION")
 done
+if [ ${#missing[@]} -gt 0 ]; then
+  # One go command for all of them: the shared packages compile once, the links run side by side.
+  mkdir -p "$toolkit_bin"
+  (cd "$CACHE" && GOBIN=$toolkit_bin GOFLAGS=-buildvcs=false GOTOOLCHAIN=local \
+    go install -trimpath \
+    -ldflags "-s -w -X github.com/NVIDIA/nvidia-container-toolkit/internal/info.version=$TOOLKIT_VERSION" \
+    "${missing[@]}") >&2
+fi
 
 debs=$CACHE/debs
 version=$TOOLKIT_VERSION-$PACKAGE_REVISION
