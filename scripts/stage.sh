@@ -4,6 +4,8 @@
 #                                            (cpu: how busy the machine's CPUs were meanwhile, in %, from
 #                                            /proc/stat: a stage near 100 % only gets faster with less work)
 #   scripts/stage.sh --table                 prints the log as a table (and the total)
+# With GPUFORGE_STAGE_PREFIX set (make test runs stages side by side), every output line of
+# COMMAND starts with "[NAME] ", so that interleaved stages stay readable.
 # The log is $GPUFORGE_STAGE_LOG (default artifacts/stages.tsv); it is appended to, never truncated
 # here: .ci/run starts a fresh one.
 set -uo pipefail
@@ -27,8 +29,13 @@ shift
 mkdir -p "$(dirname "$log")"
 start=$(date +%s)
 read -r busy0 total0 < <(cpu_jiffies || echo "0 0")
-"$@"
-rc=$?
+if [[ -n ${GPUFORGE_STAGE_PREFIX:-} ]]; then
+  "$@" 2>&1 | sed -u "s/^/[$name] /"
+  rc=${PIPESTATUS[0]}
+else
+  "$@"
+  rc=$?
+fi
 read -r busy1 total1 < <(cpu_jiffies || echo "0 0")
 cpu=-
 (( total1 > total0 )) && cpu=$(( 100 * (busy1 - busy0) / (total1 - total0) ))

@@ -10,6 +10,8 @@
 # Everything is cached under ${GPUFORGE_CACHE:-~/.cache/gpuforge}/molecule-nvidia_container_toolkit;
 # a second run only prints the folder. Prints the cache folder on its last line.
 set -euo pipefail
+# shellcheck source=tests/builds/go_env.sh
+. "$(dirname "$0")/../../tests/builds/go_env.sh"
 
 CONTAINERD_VERSION=2.2.9
 TOOLKIT_VERSION=1.20.2
@@ -44,7 +46,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   # One go command for all of them: the shared packages compile once, the links run side by side.
   mkdir -p "$toolkit_bin"
-  (cd "$CACHE" && GOBIN=$toolkit_bin GOFLAGS=-buildvcs=false GOTOOLCHAIN=local \
+  (cd "$CACHE" && GOBIN=$toolkit_bin \
     go install -trimpath \
     -ldflags "-s -w -X github.com/NVIDIA/nvidia-container-toolkit/internal/info.version=$TOOLKIT_VERSION" \
     "${missing[@]}") >&2

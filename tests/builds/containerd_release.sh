@@ -7,6 +7,8 @@
 # and owner); cached under ${GPUFORGE_CACHE:-~/.cache/gpuforge}/molecule-containerd. Prints the
 # folder on its last line and the archive's SHA-256 on the line before.
 set -euo pipefail
+# shellcheck source=tests/builds/go_env.sh
+. "$(dirname "$0")/go_env.sh"
 
 CONTAINERD_VERSION=2.2.9
 CACHE=${GPUFORGE_CACHE:-$HOME/.cache/gpuforge}/molecule-containerd
@@ -22,7 +24,7 @@ if [ ! -s "$archive" ]; then
   root=$(mktemp -d)
   mkdir -p "$root/bin"
   # One go command for the three: the shared packages compile once, the links run side by side.
-  (cd "$CACHE" && GOBIN=$root/bin CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOTOOLCHAIN=local \
+  (cd "$CACHE" && GOBIN=$root/bin CGO_ENABLED=0 \
     go install -trimpath -tags "no_btrfs no_devmapper no_zfs" \
     -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=v$CONTAINERD_VERSION" \
     "github.com/containerd/containerd/v2/cmd/containerd@v$CONTAINERD_VERSION" \

@@ -31,8 +31,10 @@ if [[ ! $go_minor =~ ^[0-9]+$ ]] || (( go_minor < 26 )); then
 fi
 mkdir -p "$bin_dir"
 
-# The go directive is 1.26: never let the go command fetch another toolchain.
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+# The go directive is 1.26: never let the go command fetch another toolchain (go_env.sh).
+# shellcheck source=tests/builds/go_env.sh
+. "$here/../builds/go_env.sh"
+export CGO_ENABLED=0
 
 k8s_minor=${KUBERNETES_VERSION#v1.}
 k8s_minor=${k8s_minor%%.*}

@@ -8,8 +8,10 @@ ROOT = Path(__file__).resolve().parents[2]
 STAGE = ROOT / "scripts" / "stage.sh"
 
 
-def stage(log, *args):
+def stage(log, *args, **env_extra):
     env = dict(os.environ, GPUFORGE_STAGE_LOG=str(log))
+    env.pop("GPUFORGE_STAGE_PREFIX", None)  # make test sets it for the unit stage itself
+    env.update(env_extra)
     return subprocess.run(["bash", str(STAGE), *args], env=env, capture_output=True, text=True, check=False)
 
 
@@ -21,6 +23,16 @@ def test_a_stage_keeps_its_command_exit_status_and_is_logged(tmp_path):
     assert [(r[0], r[2]) for r in rows] == [("ok-stage", "0"), ("bad-stage", "3")]
     for name, seconds, _, cpu in rows:
         assert seconds.isdigit() and (cpu == "-" or 0 <= int(cpu) <= 100), (name, seconds, cpu)
+
+
+def test_side_by_side_stages_name_every_line_and_keep_the_exit_status(tmp_path):
+    log = tmp_path / "stages.tsv"
+    proc = stage(log, "lint", "bash", "-c", "echo one; echo two >&2; exit 4", GPUFORGE_STAGE_PREFIX="1")
+    assert proc.returncode == 4
+    assert sorted(proc.stdout.splitlines()) == ["[lint] one", "[lint] two"]
+    assert log.read_text().split("\t")[:3:2] == ["lint", "4"]
+    plain = stage(log, "unit", "echo", "three")
+    assert plain.stdout == "three\n"
 
 
 def test_cpu_share_tells_a_busy_stage_from_a_waiting_one(tmp_path):
