@@ -22,8 +22,12 @@ if [[ ${1:-} == --table ]]; then
     }' "$log"
   exit 0
 fi
-# busy and total jiffies of all CPUs (idle and iowait count as not busy)
-cpu_jiffies() { awk '/^cpu /{t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit}' /proc/stat 2>/dev/null; }
+# busy and total jiffies of all CPUs (idle and iowait count as not busy); GPUFORGE_STAGE_PROC_STAT: the
+# file to read instead of /proc/stat (tests)
+cpu_jiffies() {
+  awk '/^cpu /{t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit}' \
+    "${GPUFORGE_STAGE_PROC_STAT:-/proc/stat}" 2>/dev/null
+}
 name=$1
 shift
 mkdir -p "$(dirname "$log")"
