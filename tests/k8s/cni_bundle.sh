@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
-# Fetch the upstream files of the CNIs gpuforge.cluster.cni installs into a bundle folder
+# Lay out the bundle of upstream CNI files gpuforge.cluster.cni installs from (cni_bundle_dir):
 #   ${GPUFORGE_CACHE:-~/.cache/gpuforge}/cni/bundle     (or the folder given as argument)
-# laid out as the role expects (roles/cni/README.md, cni_bundle_dir):
-#   calico/<CALICO_VERSION>/calico.yaml              manifests/calico.yaml of Calico
-#   flannel/<FLANNEL_VERSION>/kube-flannel.yml       Documentation/kube-flannel.yml of Flannel
-#   cilium/<CILIUM_VERSION>/cilium/                  the Helm chart install/kubernetes/cilium of Cilium
+# in upstream's own layout, the one the role reads (roles/cni/README.md, "The bundle"):
+#   calico/<CALICO_VERSION>/manifests/calico.yaml         projectcalico/calico at the tag
+#   flannel/<FLANNEL_VERSION>/Documentation/kube-flannel.yml   flannel-io/flannel at the tag
+#   cilium/<CILIUM_VERSION>/cilium-<CILIUM_VERSION>.tgz    the packaged chart cilium publishes
+#   SHA256SUMS                                            their SHA-256, which the role checks
 #
-# The files come from the Go module proxy (`go mod download`, the Go module cache: GOMODCACHE or
-# Go's default), as the Kubernetes harness binaries do (build.sh): no other download. Versions are in
-# cni_versions.env. The copies are writable (the module cache is read-only) and the bundle is
-# rebuilt only when it is missing or its stamp (cni_versions.env, this script) changed: a warm run
-# does nothing. An air-gapped site runs this on a connected machine and copies the folder over.
+# The files are copied from the project's pinned upstream files (shared/charts/cni, found by
+# gpuforge.shared_inputs), each checked against the SHA256SUMS there first: no download. Versions are
+# in cni_versions.env. The bundle is rebuilt only when it is missing or its stamp (cni_versions.env,
+# this script, the source's SHA256SUMS) changed: a warm run does nothing. An air-gapped site copies
+# such a folder to its controller (or points cni_bundle_dir at one).
 # Usage: tests/k8s/cni_bundle.sh [--print-dir] [--force] [BUNDLE_DIR]
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,56 +31,40 @@ for arg in "$@"; do
 done
 if [[ $print == 1 ]]; then echo "$bundle"; exit 0; fi
 
-calico=calico/$CALICO_VERSION/calico.yaml
-flannel=flannel/$FLANNEL_VERSION/kube-flannel.yml
-cilium=cilium/$CILIUM_VERSION/cilium
-stamp=$( { cat "$here/cni_versions.env" "$0"; } | sha256sum | cut -d' ' -f1)
+files=("calico/$CALICO_VERSION/manifests/calico.yaml"
+       "flannel/$FLANNEL_VERSION/Documentation/kube-flannel.yml"
+       "cilium/$CILIUM_VERSION/cilium-$CILIUM_VERSION.tgz")
+src=${GPUFORGE_CNI_SOURCE:-}
+if [[ -z $src ]]; then
+  src=$(cd "$here/../.." && python3 -c 'from gpuforge.shared_inputs import find_shared_dir; print(find_shared_dir() / "charts" / "cni")') \
+    || { echo "cni_bundle.sh: the pinned upstream files (shared/charts/cni) were not found" >&2; exit 1; }
+fi
+[[ -s $src/SHA256SUMS ]] || { echo "cni_bundle.sh: $src has no SHA256SUMS" >&2; exit 1; }
+stamp=$( { cat "$here/cni_versions.env" "$0" "$src/SHA256SUMS"; } | sha256sum | cut -d' ' -f1)
 # One writer at a time (test sessions and Molecule may run this together): the others wait, then
 # find the bundle up to date.
 mkdir -p "$(dirname "$bundle")"
 exec 9>"$bundle.lock"
 flock 9
-if [[ $force == 0 && -f $bundle/.stamp && $(cat "$bundle/.stamp") == "$stamp" \
-      && -s $bundle/$calico && -s $bundle/$flannel && -s $bundle/$cilium/Chart.yaml ]]; then
+up_to_date=1
+for f in "${files[@]}"; do [[ -s $bundle/$f ]] || up_to_date=0; done
+if [[ $force == 0 && $up_to_date == 1 && -f $bundle/.stamp && $(cat "$bundle/.stamp") == "$stamp" ]]; then
   echo "cni_bundle.sh: $bundle is up to date"
   exit 0
 fi
-command -v go >/dev/null || {
-  echo "cni_bundle.sh: go is not installed (it fetches the files from the Go module proxy)" >&2
-  exit 1
-}
-export GOTOOLCHAIN=local
 
-# The module's folder in the Go module cache (downloaded when missing).
-module_dir() {
-  local json dir
-  json=$(cd / && go mod download -json "$1") || { echo "cni_bundle.sh: go mod download $1 failed" >&2; exit 1; }
-  dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")
-  [[ -n $dir && -d $dir ]] || { echo "cni_bundle.sh: no folder for $1 in: $json" >&2; exit 1; }
-  echo "$dir"
-}
-
-start=$(date +%s)
 tmp=$(mktemp -d "$(dirname "$bundle")/.bundle.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-
-src=$(module_dir "$CALICO_MODULE")
-mkdir -p "$tmp/$(dirname "$calico")"
-cp "$src/manifests/calico.yaml" "$tmp/$calico"
-# The module version is a commit: check that its manifest is the release named.
-grep -q "image: .*/calico/node:$CALICO_VERSION\$" "$tmp/$calico" \
-  || { echo "cni_bundle.sh: $CALICO_MODULE manifests/calico.yaml is not Calico $CALICO_VERSION" >&2; exit 1; }
-
-src=$(module_dir "$FLANNEL_MODULE")
-mkdir -p "$tmp/$(dirname "$flannel")"
-cp "$src/Documentation/kube-flannel.yml" "$tmp/$flannel"
-
-src=$(module_dir "$CILIUM_MODULE")
-mkdir -p "$tmp/$(dirname "$cilium")"
-cp -R "$src/install/kubernetes/cilium" "$tmp/$cilium"
-grep -q "^version: $CILIUM_VERSION\$" "$tmp/$cilium/Chart.yaml" \
-  || { echo "cni_bundle.sh: $CILIUM_MODULE has not the chart $CILIUM_VERSION" >&2; exit 1; }
-
+for f in "${files[@]}"; do
+  sum=$(awk -v f="./$f" '$2 == f || $2 == substr(f, 3) {print $1; exit}' "$src/SHA256SUMS")
+  [[ -n $sum ]] || { echo "cni_bundle.sh: $src/SHA256SUMS does not list $f (is that release pinned?)" >&2; exit 1; }
+  [[ -s $src/$f ]] || { echo "cni_bundle.sh: $src/$f is missing" >&2; exit 1; }
+  [[ $(sha256sum "$src/$f" | cut -d' ' -f1) == "$sum" ]] \
+    || { echo "cni_bundle.sh: $src/$f does not match its SHA-256 in $src/SHA256SUMS" >&2; exit 1; }
+  mkdir -p "$tmp/$(dirname "$f")"
+  cp "$src/$f" "$tmp/$f"
+  echo "$sum  ./$f" >>"$tmp/SHA256SUMS"
+done
 chmod -R u+w,go-w "$tmp"
 chmod u=rwx,go=rx "$tmp"  # mktemp made it private
 echo "$stamp" >"$tmp/.stamp"
@@ -88,5 +73,4 @@ if [[ -e $bundle ]]; then mv -T "$bundle" "$bundle.old"; fi
 mv -T "$tmp" "$bundle"
 rm -rf "$bundle.old"
 trap - EXIT
-echo "cni_bundle.sh: $bundle (Calico $CALICO_VERSION, Flannel $FLANNEL_VERSION, Cilium $CILIUM_VERSION)" \
-  "in $(( $(date +%s) - start ))s"
+echo "cni_bundle.sh: $bundle (Calico $CALICO_VERSION, Flannel $FLANNEL_VERSION, Cilium $CILIUM_VERSION) from $src"

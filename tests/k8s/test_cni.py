@@ -2,15 +2,17 @@
 checks that stop it before anything is applied.
 
 The role runs through ansible-playbook (cni_playbook.yml, gpuforge.runner) against the session's
-harness, with the upstream files of the bundle tests/k8s/cni_bundle.sh fetches (the `bundle` fixture
-of conftest.py, cached); what it applied is read back with the Python client. Each test removes what
+harness, with the upstream files of the bundle tests/k8s/cni_bundle.sh lays out from the pinned
+upstream files (the `bundle` fixture of conftest.py); what it applied is read back with the Python client. Each test removes what
 it installed. Cilium's chart is also rendered with the harness's helm to show that every image it can
 run moves to the mirror.
 """
 
 import json
+import shutil
 import subprocess
 import sys
+import tarfile
 import time
 from pathlib import Path
 
@@ -144,7 +146,7 @@ def test_a_pod_subnet_unlike_the_clusters_fails_naming_both(run_role, kubeadm_co
      "the admin kubeconfig /nonexistent/admin.conf (gpuforge_kubeconfig) is not on the controller"),
     ({"cni_image_registry": "https://mirror.example.internal"}, "cni_image_registry 'https://mirror.example.internal' "
                                                                 "must be a registry host[:port]"),
-    ({"cni_calico_version": "v0.0.1"}, "calico/v0.0.1/calico.yaml is not on the controller: cni_bundle_dir"),
+    ({"cni_calico_version": "v0.0.1"}, "calico/v0.0.1/manifests/calico.yaml is not on the controller: cni_bundle_dir"),
     ({"cni_plugin": "cilium", "cni_cilium_kube_proxy_replacement": True},
      "cni_cilium_kube_proxy_replacement needs cni_cilium_k8s_service_host"),
     ({"gpuforge_pod_subnet": "10.40.0.1/16"}, "gpuforge_pod_subnet '10.40.0.1/16' is not a network in CIDR notation"),
@@ -153,6 +155,25 @@ def test_bad_variables(run_role, kubeadm_config, variables, message):
     kubeadm_config({"podSubnet": "10.40.0.0/16", "serviceSubnet": "10.96.0.0/12"})
     msg = failure(run_role(**{"gpuforge_pod_subnet": "10.40.0.0/16", **variables}))
     assert msg.startswith(f"{HOST}: ") and message in msg, msg
+
+
+def test_a_bundle_file_that_is_not_upstreams_is_refused(run_role, kubeadm_config, bundle, tmp_path, core_v1):
+    """A changed upstream file, or one the bundle's SHA256SUMS does not list, stops the role before it applies
+    anything."""
+    kubeadm_config({"podSubnet": "10.40.0.0/16", "serviceSubnet": "10.96.0.0/12"})
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    manifest = copy / "flannel" / VERSIONS["FLANNEL_VERSION"] / "Documentation" / "kube-flannel.yml"
+    manifest.write_text(manifest.read_text() + "\n# changed by hand\n")
+    variables = {"gpuforge_pod_subnet": "10.40.0.0/16", "cni_plugin": "flannel", "cni_bundle_dir": str(copy)}
+    msg = failure(run_role(**variables))
+    assert msg.startswith(f"{HOST}: ") and f"{manifest} does not match its SHA-256 in {copy}/SHA256SUMS" in msg, msg
+    assert "it is not the upstream file" in msg
+    sums = copy / "SHA256SUMS"
+    sums.write_text("".join(line for line in sums.read_text().splitlines(keepends=True) if "kube-flannel" not in line))
+    msg = failure(run_role(**variables))
+    assert f"{sums} (cni_bundle_dir) lists no SHA-256 of ./flannel/" in msg, msg
+    assert "kube-flannel" not in namespaces(core_v1)
 
 
 def test_plugin_none_does_nothing(run_role):
@@ -191,13 +212,13 @@ def test_flannel(run_role, harness, bundle, kubeadm_config, core_v1, apps_v1):
         assert {p.spec.node_name for p in pods} == node_names(core_v1)
     finally:
         harness.kubectl("delete", "--ignore-not-found", "--wait=false", "-f",
-                        str(bundle / "flannel" / VERSIONS["FLANNEL_VERSION"] / "kube-flannel.yml"), check=False)
+                        str(bundle / "flannel" / VERSIONS["FLANNEL_VERSION"] / "Documentation" / "kube-flannel.yml"), check=False)
         wait_gone("namespace kube-flannel", lambda: "kube-flannel" in namespaces(core_v1))
 
 
 # --- Cilium -----------------------------------------------------------------------------------
 
-def test_cilium(run_role, harness, kubeadm_config, core_v1, apps_v1):
+def test_cilium(run_role, harness, kubeadm_config, core_v1, apps_v1, bundle):
     kubeadm_config({"podSubnet": "10.40.0.0/16", "serviceSubnet": "10.96.0.0/12"})
     port = harness.state["ports"]["kube-apiserver"]
     variables = {"cni_plugin": "cilium", "gpuforge_pod_subnet": "10.40.0.0/16", "cni_image_registry": MIRROR,
@@ -217,14 +238,18 @@ def test_cilium(run_role, harness, kubeadm_config, core_v1, apps_v1):
         assert [(r["name"], r["chart"], r["status"]) for r in release] == [
             ("cilium", f"cilium-{VERSIONS['CILIUM_VERSION']}", "deployed")]
         agent = apps_v1.read_namespaced_daemon_set("cilium", "kube-system")
+        # the packaged chart pins digests: the mirror keeps upstream's path, tag and digest
+        chart = bundle / "cilium" / VERSIONS["CILIUM_VERSION"] / f"cilium-{VERSIONS['CILIUM_VERSION']}.tgz"
+        with tarfile.open(chart) as packaged:
+            upstream = yaml.safe_load(packaged.extractfile("cilium/values.yaml").read())
         images = {c.image for c in containers(agent)}
-        assert images == {f"{MIRROR}/cilium/cilium:v{VERSIONS['CILIUM_VERSION']}"}
+        assert images == {f"{MIRROR}/cilium/cilium:v{VERSIONS['CILIUM_VERSION']}@{upstream['image']['digest']}"}
         env = {e.name: e.value for c in agent.spec.template.spec.containers for e in c.env or []}
         assert (env["KUBERNETES_SERVICE_HOST"], env["KUBERNETES_SERVICE_PORT"]) == ("127.0.0.1", str(port))
         assert agent.status.desired_number_scheduled == agent.status.number_ready == len(node_names(core_v1))
         operator = apps_v1.read_namespaced_deployment("cilium-operator", "kube-system")
         assert [c.image for c in containers(operator)] == [
-            f"{MIRROR}/cilium/operator-generic:v{VERSIONS['CILIUM_VERSION']}"]
+            f"{MIRROR}/cilium/operator-generic:v{VERSIONS['CILIUM_VERSION']}@{upstream['operator']['image']['genericDigest']}"]
 
         # a value of the site's (cni_cilium_values) upgrades the release
         run = run_role(**variables, cni_cilium_values={"operator": {"replicas": 1}})
@@ -261,8 +286,9 @@ def rendered_images(k8s_bin, chart, values, *flags):
     ["--set", "preflight.enabled=true", "--set", "agent=false", "--set", "operator.enabled=false"],
 ], ids=["all-components", "preflight"])
 def test_every_cilium_image_the_chart_renders_is_on_the_mirror(k8s_bin, bundle, flags):
-    chart = bundle / "cilium" / VERSIONS["CILIUM_VERSION"] / "cilium"
-    overrides = cm.cni_helm_image_values(yaml.safe_load((chart / "values.yaml").read_text()), MIRROR)
+    chart = bundle / "cilium" / VERSIONS["CILIUM_VERSION"] / f"cilium-{VERSIONS['CILIUM_VERSION']}.tgz"
+    with tarfile.open(chart) as packaged:
+        overrides = cm.cni_helm_image_values(yaml.safe_load(packaged.extractfile("cilium/values.yaml").read()), MIRROR)
     upstream = rendered_images(k8s_bin, chart, {}, *flags)
     mirrored = rendered_images(k8s_bin, chart, overrides, *flags)
     assert len(upstream) >= 3 and [w for w, _ in mirrored] == [w for w, _ in upstream]

@@ -1,14 +1,17 @@
 """The CNI filters (plugins/filter/cni_manifests.py) on the real upstream files: Calico's
-manifests/calico.yaml (and its calico-vxlan.yaml), Flannel's kube-flannel.yml and Cilium's chart
-values, from the bundle tests/k8s/cni_bundle.sh fetches through the Go module proxy (the `bundle`
-fixture of conftest.py; cached, so a warm machine needs no network). No harness: only the files.
+manifests/calico.yaml (and its calico-vxlan.yaml, rebuilt from upstream's recorded difference),
+Flannel's kube-flannel.yml and the values of Cilium's packaged chart, from the bundle
+tests/k8s/cni_bundle.sh lays out from the pinned upstream files (shared/charts/cni; the `bundle`
+fixture of conftest.py). No harness, no network: only the files.
 tests/unit/test_filter_cni_manifests.py has the checks that need no upstream file."""
 
 import copy
+import hashlib
 import json
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -33,25 +36,53 @@ def load(path):
 
 @pytest.fixture(scope="session")
 def calico(bundle):
-    return load(bundle / "calico" / VERSIONS["CALICO_VERSION"] / "calico.yaml")
+    return load(bundle / "calico" / VERSIONS["CALICO_VERSION"] / "manifests" / "calico.yaml")
 
 
 @pytest.fixture(scope="session")
 def flannel(bundle):
-    return load(bundle / "flannel" / VERSIONS["FLANNEL_VERSION"] / "kube-flannel.yml")
+    return load(bundle / "flannel" / VERSIONS["FLANNEL_VERSION"] / "Documentation" / "kube-flannel.yml")
 
 
 @pytest.fixture(scope="session")
 def cilium_values(bundle):
-    return yaml.safe_load((bundle / "cilium" / VERSIONS["CILIUM_VERSION"] / "cilium" / "values.yaml").read_text())
+    version = VERSIONS["CILIUM_VERSION"]
+    with tarfile.open(bundle / "cilium" / version / f"cilium-{version}.tgz") as chart:
+        return yaml.safe_load(chart.extractfile("cilium/values.yaml").read())
+
+
+def apply_unified_diff(text, diff):
+    """`text` with the hunks of a unified diff applied; every context and removed line must match."""
+    lines = text.splitlines(keepends=True)
+    out, pos = [], 0
+    hunks = re.split(r"^@@ -(\d+)(?:,\d+)? \+\d+(?:,\d+)? @@.*\n", diff, flags=re.M)
+    for start, body in zip(hunks[1::2], hunks[2::2]):
+        start = int(start) - 1
+        out += lines[pos:start]
+        pos = start
+        for line in body.splitlines(keepends=True):
+            tag, rest = line[0], line[1:]
+            if tag in " -":
+                assert lines[pos] == rest, f"the diff does not apply at line {pos + 1}: {lines[pos]!r} != {rest!r}"
+                pos += 1
+            if tag in " +":
+                out.append(rest)
+    return "".join(out + lines[pos:])
 
 
 @pytest.fixture(scope="session")
-def calico_vxlan(calico):
-    """Upstream's own VXLAN variant (manifests/calico-vxlan.yaml of the same module)."""
-    out = subprocess.run(["go", "mod", "download", "-json", VERSIONS["CALICO_MODULE"]], capture_output=True, text=True,
-                         cwd="/", timeout=900, check=True).stdout
-    return load(Path(json.loads(out)["Dir"]) / "manifests" / "calico-vxlan.yaml")
+def calico_vxlan(bundle):
+    """Upstream's own VXLAN variant, manifests/calico-vxlan.yaml of the same release: calico.yaml with
+    upstream's recorded difference (fixtures/calico-<version>-vxlan.diff) applied."""
+    version = VERSIONS["CALICO_VERSION"]
+    diff = (HERE / "fixtures" / f"calico-{version}-vxlan.diff").read_text()
+    manifest = (bundle / "calico" / version / "manifests" / "calico.yaml").read_text()
+    vxlan = apply_unified_diff(manifest, diff[diff.index("--- a/"):])
+    # byte for byte upstream's file: its git blob id, recorded in the diff's header
+    data = vxlan.encode()
+    blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    assert f"git blob {blob}" in diff, f"rebuilt calico-vxlan.yaml is not upstream's (blob {blob})"
+    return list(yaml.safe_load_all(vxlan))
 
 
 def find(docs, kind, name):

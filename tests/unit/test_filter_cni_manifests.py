@@ -1,7 +1,7 @@
 """Unit tests for the CNI filters (plugins/filter/cni_manifests.py) that need no upstream file: the
 bundle versions against the role defaults, input that is not a manifest, image references, Helm
 values errors and the pod subnet rules. The filters on the real upstream manifests and chart values
-(fetched through the Go module proxy) are tested in tests/k8s/test_cni_manifests.py."""
+(the bundle, copied from shared/charts/cni) are tested in tests/k8s/test_cni_manifests.py."""
 
 import re
 from pathlib import Path
@@ -10,6 +10,8 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.gpuforge.cluster.plugins.filter import cni_manifests as cm
+
+from gpuforge.shared_inputs import find_shared_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 VERSIONS = dict(line.split("=", 1) for line in (ROOT / "tests" / "k8s" / "cni_versions.env").read_text().splitlines()
@@ -28,8 +30,16 @@ def test_the_bundle_versions_are_the_role_defaults():
     assert VERSIONS["CALICO_VERSION"] == DEFAULTS["cni_calico_version"]
     assert VERSIONS["FLANNEL_VERSION"] == DEFAULTS["cni_flannel_version"]
     assert VERSIONS["CILIUM_VERSION"] == DEFAULTS["cni_cilium_version"]
-    assert VERSIONS["FLANNEL_MODULE"].endswith("@" + VERSIONS["FLANNEL_VERSION"])
-    assert VERSIONS["CILIUM_MODULE"].endswith("@v" + VERSIONS["CILIUM_VERSION"])
+
+
+def test_the_pinned_upstream_files_hold_every_release_the_bundle_takes():
+    """tests/k8s/cni_bundle.sh copies them from shared/charts/cni, checked against its SHA256SUMS."""
+    source = find_shared_dir() / "charts" / "cni"
+    listed = {line.split()[1].removeprefix("./") for line in (source / "SHA256SUMS").read_text().splitlines()}
+    wanted = {f"calico/{VERSIONS['CALICO_VERSION']}/manifests/calico.yaml",
+              f"flannel/{VERSIONS['FLANNEL_VERSION']}/Documentation/kube-flannel.yml",
+              f"cilium/{VERSIONS['CILIUM_VERSION']}/cilium-{VERSIONS['CILIUM_VERSION']}.tgz"}
+    assert wanted <= listed, wanted - listed
 
 
 @pytest.mark.parametrize("documents, message", [
