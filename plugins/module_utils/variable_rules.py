@@ -325,6 +325,19 @@ def containerd(values):
     if image and not names.is_image(image):
         errors.append(("containerd_sandbox_image", "containerd_sandbox_image %r is not an image reference "
                                                    "(registry/repository:tag)" % image))
+    archives = _list(values.get("containerd_image_archives"))
+    archives_dir = _text(values.get("containerd_image_archives_dir"))
+    if archives_dir and not archives_dir.startswith("/"):
+        errors.append(("containerd_image_archives_dir", "containerd_image_archives_dir %r is not an absolute path "
+                                                        "(a folder on the controller)" % archives_dir))
+    if archives and not archives_dir:
+        errors.append(("containerd_image_archives", "containerd_image_archives needs containerd_image_archives_dir, "
+                                                    "the folder on the controller that holds them"))
+    bad = [a for a in archives if not isinstance(a, str) or not a or a.startswith("/") or ".." in a.split("/")]
+    if bad:
+        errors.append(("containerd_image_archives", "containerd_image_archives names paths inside "
+                                                    "containerd_image_archives_dir, as its SHA256SUMS lists them, "
+                                                    "got %s" % ", ".join(repr(a) for a in bad)))
     mirrors = [m for m in _list(values.get("containerd_registry_mirrors")) if isinstance(m, Mapping)]
     registries = [m.get("registry") for m in mirrors]
     twice = sorted({str(r) for r in registries if registries.count(r) > 1})

@@ -59,6 +59,14 @@ ROLES = sorted(SPECS)
       "containerd_registry_mirrors[0] (r/site) needs endpoints that are http(s) URLs"]),
     ({"containerd_registry_mirrors": [{"registry": "_default", "endpoints": ["ftp://m"]}]},
      ["containerd_registry_mirrors[0] (_default) needs endpoints that are http(s) URLs, got ['ftp://m']"]),
+    ({"containerd_image_archives_dir": "/srv/images", "containerd_image_archives": ["cp.tar", "node/pause.tar"]}, []),
+    ({"containerd_image_archives_dir": "images"},
+     ["containerd_image_archives_dir 'images' is not an absolute path (a folder on the controller)"]),
+    ({"containerd_image_archives": ["cp.tar"]},
+     ["containerd_image_archives needs containerd_image_archives_dir, the folder on the controller that holds them"]),
+    ({"containerd_image_archives_dir": "/srv/images", "containerd_image_archives": ["/srv/cp.tar", "../x.tar", ""]},
+     ["containerd_image_archives names paths inside containerd_image_archives_dir, as its SHA256SUMS lists them, "
+      "got '/srv/cp.tar', '../x.tar', ''"]),
 ])
 def test_containerd_rules(values, expected):
     assert errors(values, "containerd") == expected

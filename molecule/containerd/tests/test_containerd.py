@@ -11,8 +11,10 @@ What containerd reads is checked through containerd itself: `containerd config d
 """
 
 import hashlib
+import json
 import os
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -201,3 +203,87 @@ def test_release_archive_install(host3):
     # the archive on the host is the one of the controller's offline folder
     on_host = host3.check_output("sha256sum /var/cache/gpuforge/containerd/containerd-2.2.9-linux-amd64.tar.gz").split()[0]
     assert on_host == hashlib.sha256(ARCHIVE.read_bytes()).hexdigest()
+
+
+# --- air-gapped images (containerd_image_archives_dir: build_image_archives.sh's folder) ---------------
+
+IMAGES_DIR = ARCHIVE.parents[1] / "images"
+IMAGE_CACHE = "/var/cache/gpuforge/images"
+ARCHIVE_IMAGES = {"two.tar": ["localhost/gpuforge-test/alpha:1", "localhost/gpuforge-test/beta:1"],
+                  "one.tar": ["localhost/gpuforge-test/gamma:1"]}
+IMPORTS = {HOST1: {"one.tar", "two.tar"}, HOST2: {"one.tar"}, HOST3: {"one.tar", "two.tar"}}
+PINNED = "io.cri-containerd.pinned"
+
+
+def k8s_images(host):
+    """{ref: {label: value}} of the kubelet's namespace, from `ctr images ls` (LABELS is the last column)."""
+    out = host.check_output("LC_ALL=C ctr -n k8s.io images ls")
+    images = {}
+    for line in out.splitlines()[1:]:
+        fields = line.split()
+        labels = dict(p.split("=", 1) for p in fields[-1].split(",")) if fields[-1] != "-" else {}
+        images[fields[0]] = labels
+    return images
+
+
+def sums():
+    return {path: digest for digest, path in (line.split() for line in (IMAGES_DIR / "SHA256SUMS").read_text().splitlines())}
+
+
+def test_image_archives_imported_and_pinned_where_listed(host):
+    present = k8s_images(host)
+    for archive, refs in ARCHIVE_IMAGES.items():
+        copy = host.file(f"{IMAGE_CACHE}/{archive}")
+        if archive in IMPORTS[name(host)]:
+            for ref in refs:
+                assert present.get(ref, {}).get(PINNED) == "pinned", (ref, present.get(ref))
+            # the host's copy is the archive the controller's SHA256SUMS lists
+            assert copy.is_file and copy.mode == 0o644
+            assert host.check_output(f"sha256sum {IMAGE_CACHE}/{archive}").split()[0] == sums()[archive]
+        else:
+            assert not any(ref in present for ref in refs), present
+            assert not copy.exists
+
+
+def test_imported_images_are_complete_and_left_packed(host):
+    """Every blob of an imported image is in containerd's content store (`ctr images check`: complete), and,
+    with containerd_image_archives_unpack false (molecule.yml: no mounts here), nothing was unpacked."""
+    out = host.check_output("LC_ALL=C ctr -n k8s.io images check")
+    rows = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
+    wanted = [ref for archive in sorted(IMPORTS[name(host)]) for ref in ARCHIVE_IMAGES[archive]]
+    for ref in wanted:
+        assert ref in rows, out
+        assert re.search(r"\scomplete \((\d+)/\1\)\s", rows[ref]), rows[ref]
+        assert rows[ref].split()[-1] == "false", rows[ref]  # the UNPACKED column
+
+
+def test_an_archive_that_is_not_the_checked_one_is_refused(host1):
+    """An image is missing, and the archive that should bring it back is not the one SHA256SUMS lists: the
+    module imports nothing; the right archive brings the image back, pinned (packed: no mounts here)."""
+    gamma = ARCHIVE_IMAGES["one.tar"][0]
+    host1.check_output(f"ctr -n k8s.io images rm {gamma}")
+    try:
+        host1.check_output(f"cp {IMAGE_CACHE}/one.tar /tmp/one.tar && head -c 10240 /dev/zero >> /tmp/one.tar")
+        rc, out = ansible_module(HOST1, {"archives": {"/tmp/one.tar": sums()["one.tar"]}, "unpack": False})
+        assert rc != 0
+        assert "/tmp/one.tar has SHA-256 " in out and f"not the expected {sums()['one.tar']}" in out, out[-3000:]
+        assert "nothing was imported" in out
+        assert gamma not in k8s_images(host1)
+    finally:
+        rc, out = ansible_module(HOST1, {"archives": {f"{IMAGE_CACHE}/one.tar": sums()["one.tar"]}, "unpack": False})
+        host1.run("rm -f /tmp/one.tar")
+    assert rc == 0, out[-3000:]
+    assert k8s_images(host1)[gamma].get(PINNED) == "pinned"
+    # and again: nothing to do
+    rc, out = ansible_module(HOST1, {"archives": {f"{IMAGE_CACHE}/one.tar": sums()["one.tar"]}, "unpack": False})
+    assert rc == 0 and '"changed": false' in out, out[-3000:]
+
+
+def ansible_module(limit, args):
+    """gpuforge.cluster.containerd_images on one host of the scenario's inventory: (rc, output)."""
+    env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", PY_COLORS="0", NO_COLOR="1")
+    inventory = env.get("MOLECULE_INVENTORY_FILE")
+    assert inventory, "MOLECULE_INVENTORY_FILE is not set: run this verifier through `molecule verify`"
+    proc = subprocess.run(["ansible", "-i", inventory, limit, "-b", "-m", "gpuforge.cluster.containerd_images",
+                           "-a", json.dumps(args)], env=env, capture_output=True, text=True, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
