@@ -16,6 +16,7 @@ Select scenarios with MOLECULE_SCENARIOS="a b" (default: all of them).
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,10 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def molecule(step, scenario):
+    """Runs one Molecule step; its output (per-task times from profile_tasks) is kept in
+    artifacts/molecule/<scenario>/<step>.log, whatever the step's outcome."""
     env = dict(os.environ, ANSIBLE_FORCE_COLOR="0", PY_COLORS="0", NO_COLOR="1")
+    start = time.monotonic()
     proc = subprocess.run(
         ["molecule", step, "-s", scenario],
         cwd=ROOT,
@@ -48,6 +52,10 @@ def molecule(step, scenario):
         check=False,
     )
     out = ANSI.sub("", proc.stdout + proc.stderr)
+    logs = ROOT / "artifacts" / "molecule" / scenario
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / f"{step}.log").write_text(
+        f"# molecule {step} -s {scenario}: rc={proc.returncode}, {time.monotonic() - start:.0f} s\n{out}")
     return proc.returncode, out
 
 
