@@ -13,6 +13,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# The CNI pins (tests/k8s/cni_versions.env, which cni_bundle.sh reads too) and the registry the CNI tests
+# mirror images to.
+CNI_VERSIONS = dict(line.split("=", 1) for line in (ROOT / "tests" / "k8s" / "cni_versions.env").read_text().splitlines()
+                    if line and not line.startswith("#"))
+CNI_MIRROR = "mirror.example.internal:5000"
 
 
 def wait_for(what, check, timeout=60):

@@ -24,12 +24,12 @@ from kubernetes.client.rest import ApiException
 from gpuforge import k8s_harness
 from gpuforge.runner import run_playbook
 
+from k8s_helpers import CNI_MIRROR, CNI_VERSIONS
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 PLAYBOOK = HERE / "cni_playbook.yml"
-VERSIONS = dict(line.split("=", 1) for line in (HERE / "cni_versions.env").read_text().splitlines()
-                if line and not line.startswith("#"))
-MIRROR = "mirror.example.internal:5000"
+VERSIONS, MIRROR = CNI_VERSIONS, CNI_MIRROR
 HOST = "cp-01"
 
 sys.path.insert(0, str(ROOT / "collections"))

@@ -18,12 +18,12 @@ import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
 
+from k8s_helpers import CNI_MIRROR, CNI_VERSIONS
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 SCRIPT = HERE / "cni_bundle.sh"
-VERSIONS = dict(line.split("=", 1) for line in (HERE / "cni_versions.env").read_text().splitlines()
-                if line and not line.startswith("#"))
-MIRROR = "mirror.example.internal:5000"
+VERSIONS, MIRROR = CNI_VERSIONS, CNI_MIRROR
 SUBNET = "10.32.0.0/16"
 
 sys.path.insert(0, str(ROOT / "collections"))
