@@ -133,8 +133,19 @@ def kubeadm_init_dry_run(config: Path, workdir: Path) -> dict:
     (no kubelet, no container runtime here); writes only into workdir (KUBEADM_INIT_DRYRUN_DIR).
     Returns {rc, stdout, stderr, files (kubeadm_dry_run_files), dir}."""
     workdir.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([str(bin_dir() / "kubeadm"), "init", "--dry-run", "--config", str(config),
-                           "--ignore-preflight-errors=all"], capture_output=True, text=True, timeout=300, check=False,
+    # kubeadm refuses 'all' beside a configuration's own ignorePreflightErrors: the copy it reads here lists
+    # 'all' in their place (what it would ignore on a node is the configuration's business, not the dry run's).
+    docs = list(yaml.safe_load_all(Path(config).read_text()))
+    flags = ["--ignore-preflight-errors=all"]
+    for doc in docs:
+        registration = (doc or {}).get("nodeRegistration") if (doc or {}).get("kind") == "InitConfiguration" else None
+        if registration and registration.get("ignorePreflightErrors"):
+            registration["ignorePreflightErrors"] = ["all"]
+            config = workdir / "kubeadm-config.yaml"
+            config.write_text(yaml.safe_dump_all(docs))
+            flags = []
+    proc = subprocess.run([str(bin_dir() / "kubeadm"), "init", "--dry-run", "--config", str(config), *flags],
+                          capture_output=True, text=True, timeout=300, check=False,
                           env={**os.environ, "KUBEADM_INIT_DRYRUN_DIR": str(workdir)})
     return {"rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr,
             "files": kubeadm_dry_run_files(proc.stdout), "dir": workdir}

@@ -50,7 +50,7 @@ FACT = "gpuforge_cluster"
 # The model's variables that are the cluster's own: every host must see the same value.
 CLUSTER_WIDE = tuple(PREFIX + n for n in (
     "cluster_name", "kubernetes_version", "pod_subnet", "service_subnet", "dns_domain", "api_port", "ha_mode",
-    "control_plane_endpoint", "vip", "kubeconfig", "cri_socket"))
+    "control_plane_endpoint", "vip", "kubeconfig", "cri_socket", "kubeadm_ignore_preflight_errors"))
 # Per host.
 PER_HOST = tuple(PREFIX + n for n in ("node_name", "node_ip", "kubeadm_dir"))
 # A host may override the release of its kubeadm, kubelet and kubectl (a staged kubelet upgrade).
@@ -262,6 +262,7 @@ def build(groups, hostvars, specs=None, playbook_dir=None):
     kubeconfig = str(cluster[PREFIX + "kubeconfig"] or "") or kubeconfig_default(hostvars, reference, name, playbook_dir)
     lab = values.value(reference, PREFIX + "lab")[1] if reference else False
     allow_http = values.value(reference, PREFIX + "allow_http_downloads")[1] if reference else False
+    ignored = cluster[PREFIX + "kubeadm_ignore_preflight_errors"]
     model = {
         "name": name,
         "kubernetes_version": version,
@@ -270,6 +271,7 @@ def build(groups, hostvars, specs=None, playbook_dir=None):
         "service_subnet": str(cluster[PREFIX + "service_subnet"]),
         "dns_domain": str(cluster[PREFIX + "dns_domain"]),
         "cri_socket": str(cluster[PREFIX + "cri_socket"]),
+        "kubeadm_ignore_preflight_errors": [str(c) for c in ignored] if isinstance(ignored, list) else [],
         "allow_http_downloads": bool(allow_http),
         "lab": bool(lab),
         "groups": {"cluster": hosts, "control_plane": control_planes, "workers": workers, "gpu_workers": gpu_workers},

@@ -252,6 +252,36 @@ def cri_socket(values):
     return []
 
 
+# What a lab of containers needs and a real host must not have: each hides a problem on real hardware.
+LAB_SETTINGS = (
+    (P + "kubeadm_ignore_preflight_errors", lambda v: bool(_list(v)),
+     "makes kubeadm init and join ignore the errors of its preflight checks"),
+    ("containerd_restrict_oom_score_adj", lambda v: v is True,
+     "caps the OOM score adjustment containerd gives containers (for a runtime without CAP_SYS_RESOURCE)"),
+    ("kubernetes_control_plane_kubelet_config", lambda v: isinstance(v, Mapping) and v.get("failCgroupV1") is False,
+     "has failCgroupV1: false, a kubelet on cgroup v1"),
+    ("kubernetes_control_plane_kubelet_config", lambda v: isinstance(v, Mapping) and v.get("failSwapOn") is False,
+     "has failSwapOn: false, a kubelet beside active swap"),
+)
+
+
+@rule("cluster_model", reads=(P + "lab", P + "allow_lab_settings", P + "kubeadm_ignore_preflight_errors"))
+def lab_settings(values):
+    errors = []
+    ignored = [str(c) for c in _list(values.get(P + "kubeadm_ignore_preflight_errors"))]
+    if any(c.strip().lower() == "all" for c in ignored):
+        errors.append((P + "kubeadm_ignore_preflight_errors",
+                       "%skubeadm_ignore_preflight_errors names 'all': name the checks to ignore (e.g. "
+                       "SystemVerification), so that the others still stop a node that cannot work" % P))
+    if values.get(P + "lab") is True or values.get(P + "allow_lab_settings") is True:
+        return errors
+    for variable, is_set, what in LAB_SETTINGS:
+        if variable in values and is_set(values.get(variable)):
+            errors.append((variable, "%s %s: a lab setting, and %slab is false; set it only in a lab's "
+                                     "inventory (or %sallow_lab_settings: true, with a reason)" % (variable, what, P, P)))
+    return errors
+
+
 @rule("cluster_model", reads=(P + "upgrade_worker_batch",))
 def upgrade_worker_batch(values):
     batch = _text(values.get(P + "upgrade_worker_batch"))

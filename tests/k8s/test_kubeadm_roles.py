@@ -70,6 +70,10 @@ SHAPES = {
                       "kubernetes_control_plane_image_repository": "mirror.example.internal:5000/k8s",
                       "kubernetes_control_plane_skip_phases": ["addon/kube-proxy"]},
                      {"endpoint": "192.0.2.21:6443", "pods": "172.20.0.0/14", "services": "172.16.0.0/16"}),
+    # what a lab of containers needs (inventories/lab): kubeadm's kernel check ignored, the kubelet on cgroup v1
+    "lab": ({"gpuforge_lab": True, "gpuforge_kubeadm_ignore_preflight_errors": ["SystemVerification"],
+             "kubernetes_control_plane_kubelet_config": {"failCgroupV1": False, "failSwapOn": False}},
+            {"endpoint": "192.0.2.21:6443", "pods": "10.244.0.0/16", "services": "10.96.0.0/12"}),
     "external-lb": ({"gpuforge_ha_mode": "external",
                      "gpuforge_control_plane_endpoint": "k8s-api.example.internal:8443"},
                     {"endpoint": "k8s-api.example.internal:8443", "pods": "10.244.0.0/16", "services": "10.96.0.0/12"}),
@@ -93,6 +97,13 @@ def test_cluster_shapes_render_what_kubeadm_init_accepts(harness, k8s_bin, tmp_p
         assert "image: mirror.example.internal:5000/k8s/kube-apiserver:v1.37.2" in apiserver
         assert rendered(harness)["InitConfiguration"]["skipPhases"] == ["addon/kube-proxy"]
         assert "clusterDomain: gpu.internal" in files["/var/lib/kubelet/config.yaml"]
+    registration = rendered(harness)["InitConfiguration"]["nodeRegistration"]
+    if shape == "lab":
+        assert registration["ignorePreflightErrors"] == ["SystemVerification"]
+        kubelet = yaml.safe_load(files["/var/lib/kubelet/config.yaml"])
+        assert (kubelet["failCgroupV1"], kubelet["failSwapOn"]) == (False, False)
+    else:
+        assert "ignorePreflightErrors" not in registration
 
 
 def test_bad_variables_stop_before_anything_is_written(harness, k8s_bin, tmp_path):

@@ -50,6 +50,7 @@ def test_the_model_of_a_small_inventory():
         "service_subnet": "10.96.0.0/12",
         "dns_domain": "cluster.local",
         "cri_socket": "unix:///run/containerd/containerd.sock",
+        "kubeadm_ignore_preflight_errors": [],
         "allow_http_downloads": False,
         "lab": False,
         "groups": {"cluster": ["cp-01", "cpu-01", "gpu-01"], "control_plane": ["cp-01"],

@@ -92,8 +92,8 @@ def test_ha_site_with_kube_vip_passes(specs):
     assert consistent["message"] == (
         "inventory: the cluster-wide variables gpuforge_cluster_name, gpuforge_kubernetes_version, "
         "gpuforge_pod_subnet, gpuforge_service_subnet, gpuforge_dns_domain, gpuforge_api_port, gpuforge_ha_mode, "
-        "gpuforge_control_plane_endpoint, gpuforge_vip, gpuforge_cri_socket are the same on all 7 host(s) of "
-        "k8s_cluster")
+        "gpuforge_control_plane_endpoint, gpuforge_vip, gpuforge_cri_socket, gpuforge_kubeadm_ignore_preflight_errors "
+        "are the same on all 7 host(s) of k8s_cluster")
     endpoint, = of(records, "api_endpoint")
     assert endpoint["message"] == ("inventory: the nodes reach the API at the VIP 10.20.0.10 "
                                    "(gpuforge_ha_mode kube_vip, 3 control plane(s))")

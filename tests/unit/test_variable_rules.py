@@ -402,3 +402,54 @@ def test_preflight_runs_the_rules_of_the_cluster_model_for_every_host():
     assert [(r["host"], r["check"], r["variable"]) for r in failed] == [
         ("cp1", "variable_rule", "gpuforge_pod_subnet"), ("w1", "variable_rule", "gpuforge_pod_subnet")]
     assert failed[0]["message"].endswith("(cluster-wide variables)")
+
+
+# --- lab settings -------------------------------------------------------------------------------
+
+LAB_ONLY = "a lab setting, and gpuforge_lab is false; set it only in a lab's inventory (or " \
+           "gpuforge_allow_lab_settings: true, with a reason)"
+# What inventories/lab sets for lab nodes that run a kubelet (docs/lab.md).
+LAB = {"gpuforge_kubeadm_ignore_preflight_errors": ["SystemVerification"], "containerd_restrict_oom_score_adj": True,
+       "kubernetes_control_plane_kubelet_config": {"failCgroupV1": False, "failSwapOn": False, "maxPods": 50}}
+
+
+@pytest.mark.parametrize("values, expected", [
+    (LAB, [
+        "gpuforge_kubeadm_ignore_preflight_errors makes kubeadm init and join ignore the errors of its preflight "
+        "checks: " + LAB_ONLY,
+        "containerd_restrict_oom_score_adj caps the OOM score adjustment containerd gives containers (for a runtime "
+        "without CAP_SYS_RESOURCE): " + LAB_ONLY,
+        "kubernetes_control_plane_kubelet_config has failCgroupV1: false, a kubelet on cgroup v1: " + LAB_ONLY,
+        "kubernetes_control_plane_kubelet_config has failSwapOn: false, a kubelet beside active swap: " + LAB_ONLY]),
+    (dict(LAB, gpuforge_lab=True), []),
+    (dict(LAB, gpuforge_allow_lab_settings=True), []),
+    # the values a real site may set are not lab settings
+    ({"containerd_restrict_oom_score_adj": False, "gpuforge_kubeadm_ignore_preflight_errors": [],
+      "kubernetes_control_plane_kubelet_config": {"failSwapOn": True, "maxPods": 50}}, []),
+    # 'all' hides every check, in a lab too
+    ({"gpuforge_lab": True, "gpuforge_kubeadm_ignore_preflight_errors": ["All"]},
+     ["gpuforge_kubeadm_ignore_preflight_errors names 'all': name the checks to ignore (e.g. SystemVerification), "
+      "so that the others still stop a node that cannot work"]),
+])
+def test_lab_settings_only_in_a_lab(values, expected):
+    assert errors(values, "cluster_model") == expected
+
+
+def test_preflight_refuses_lab_settings_outside_a_lab_naming_host_and_variable():
+    groups = {"all": ["cp1", "w1"], "k8s_cluster": ["cp1", "w1"], "control_plane": ["cp1"], "workers": ["w1"]}
+    hostvars = {"cp1": dict(CNI), "w1": dict(CNI, containerd_restrict_oom_score_adj=True)}
+    failed = [r for r in pf.preflight_inventory_checks(groups, hostvars, SPECS) if not r["ok"]]
+    assert [(r["host"], r["check"], r["variable"]) for r in failed] == [
+        ("w1", "variable_rule", "containerd_restrict_oom_score_adj")]
+    assert failed[0]["message"].startswith("w1: containerd_restrict_oom_score_adj caps the OOM score")
+    # the lab inventory's own settings pass there
+    hostvars = {h: dict(CNI, gpuforge_lab=True, **LAB) for h in ("cp1", "w1")}
+    assert [r for r in pf.preflight_inventory_checks(groups, hostvars, SPECS) if not r["ok"]] == []
+
+
+def test_the_model_carries_the_kubeadm_checks_to_ignore():
+    from ansible_collections.gpuforge.cluster.plugins.module_utils import cluster
+    groups = {"all": ["cp1"], "k8s_cluster": ["cp1"], "control_plane": ["cp1"]}
+    model, problems = cluster.build(groups, {"cp1": {"gpuforge_kubeadm_ignore_preflight_errors": ["SystemVerification"],
+                                                     "gpuforge_lab": True}}, SPECS)
+    assert problems == [] and model["kubeadm_ignore_preflight_errors"] == ["SystemVerification"]

@@ -120,6 +120,14 @@ def test_sandbox_image_and_cni_folders(host):
     assert runtime["cni"]["conf_dir"] == "/etc/cni/net.d"
 
 
+def test_oom_score_adj_restricted_where_set(host):
+    """containerd_restrict_oom_score_adj (hosts 1 and 3) in the configuration containerd runs with, in the CRI
+    section of schema 2 (on host 1 through the toolkit's drop-in, which replaces that section) and in the
+    runtime plugin of schema 3; containerd's default elsewhere."""
+    runtime, _, _ = cri(host)
+    assert runtime.get("restrict_oom_score_adj", False) is (name(host) in (HOST1, HOST3))
+
+
 def test_registry_mirrors(host):
     _, images, _ = cri(host)
     assert images["registry"]["config_path"] == CERTS
@@ -183,6 +191,7 @@ def test_nvidia_dropin_renders_the_containerd_1_6_cri_section(host1):
     dropin = tomllib.loads(host1.file(NVIDIA_DROPIN).content_string)
     section = dropin["plugins"][V1_CRI]
     assert section["sandbox_image"] == SANDBOX
+    assert section["restrict_oom_score_adj"] is True
     assert section["registry"]["config_path"] == CERTS
     assert section["containerd"]["runtimes"]["runc"]["options"]["SystemdCgroup"] is True
     assert section["containerd"]["runtimes"]["nvidia"]["options"]["BinaryName"] == "/usr/bin/nvidia-container-runtime"
